@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""BASELINE: PCA on highly variable genes, as czbenchmarks' baseline.
+
+normalize_total -> log1p -> 3000 HVGs (seurat flavour) -> 50 PCs, seeded with --seed
+(the reference fixed 42 whatever seed the run asked for).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import List, Set
+
+from czbenchmarks.datasets import DataType, Organism, SingleCellDataset
+from czbenchmarks.models.implementations import BaseModelImplementation
+from czbenchmarks.models.types import ModelType
+from czbenchmarks.models.validators import BaseSingleCellValidator
+
+
+class BaselineValidator(BaseSingleCellValidator):
+    """Baselines take any organism; they need only an expression matrix."""
+
+    available_organisms = list(Organism)
+    required_obs_keys: List[str] = []
+    required_var_keys: List[str] = []
+    model_type = ModelType.BASELINE
+
+    @property
+    def inputs(self) -> Set[DataType]:
+        return {DataType.ANNDATA}
+
+    @property
+    def outputs(self) -> Set[DataType]:
+        return {DataType.EMBEDDING}
+
+    def _reasons(self, dataset) -> List[str]:
+        return []  # no gene-ID rule: PCA works on any gene names
+
+
+class PcaBaseline(BaselineValidator, BaseModelImplementation):
+    model_name = "baseline"
+
+    def create_parser(self) -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(add_help=False)
+        parser.add_argument("--n_top_genes", type=int, default=3000)
+        parser.add_argument("--n_pcs", type=int, default=50)
+        return parser
+
+    def get_model_weights_subdir(self, dataset: SingleCellDataset) -> str:
+        return ""
+
+    def _download_model_weights(self, dataset: SingleCellDataset) -> None:
+        return None
+
+    def download_model_weights(self, dataset: SingleCellDataset) -> None:
+        self.model_weights_dir = ""  # nothing to fetch
+
+    def run_model(self, dataset: SingleCellDataset) -> None:
+        from czbenchmarks.tasks.baselines import pca_baseline
+
+        embedding, info = pca_baseline(
+            dataset.adata, n_top_genes=self.args.n_top_genes, n_pcs=self.args.n_pcs, seed=self.args.seed
+        )
+        self.run_info = info
+        dataset.set_output(self.model_type, DataType.EMBEDDING, embedding)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    PcaBaseline().run()

@@ -1,0 +1,5 @@
+"""Model implementation base class."""
+
+from .base_model_implementation import BaseModelImplementation
+
+__all__ = ["BaseModelImplementation"]

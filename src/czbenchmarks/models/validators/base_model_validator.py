@@ -1,0 +1,71 @@
+"""``BaseModelValidator``: does a model accept a dataset?"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar, List, Set, Type
+
+from ...datasets.base import BaseDataset
+from ...datasets.types import DataType
+from ..types import ModelType
+
+
+class BaseModelValidator(ABC):
+    """Checks a dataset against a model's requirements.
+
+    Subclasses set ``dataset_type`` and ``model_type`` and implement ``_validate_dataset``
+    (raise ``ValueError``) plus the ``inputs``/``outputs`` properties.
+    """
+
+    dataset_type: ClassVar[Type[BaseDataset]]
+    model_type: ClassVar[ModelType]
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__name__ == "BaseModelImplementation":
+            return
+        if not hasattr(cls, "dataset_type"):
+            raise TypeError(f"Can't instantiate {cls.__name__} without dataset_type class variable")
+
+    @property
+    @abstractmethod
+    def inputs(self) -> Set[DataType]:
+        """Dataset slots the model reads."""
+
+    @property
+    @abstractmethod
+    def outputs(self) -> Set[DataType]:
+        """Dataset slots the model writes."""
+
+    @abstractmethod
+    def _validate_dataset(self, dataset: BaseDataset) -> None:
+        """Model-specific checks; raise ``ValueError`` when the dataset does not fit."""
+
+    def validate_dataset(self, dataset: BaseDataset) -> None:
+        """Raise ``ValueError`` with every reason the dataset does not fit this model."""
+        reasons = self.incompatibility_reasons(dataset)
+        if reasons:
+            raise ValueError("; ".join(reasons))
+
+    def incompatibility_reasons(self, dataset: BaseDataset) -> List[str]:
+        """Every reason the dataset does not fit (empty: compatible).
+
+        A dataset of a *subclass* of ``dataset_type`` is accepted (the reference required the
+        exact class, so a perturbation dataset failed a single-cell validator).
+        """
+        if not isinstance(dataset, self.dataset_type):
+            return [
+                f"Dataset type mismatch. Expected {self.dataset_type.__name__}, got {type(dataset).__name__}"
+            ]
+        missing = self.inputs - set(dataset.inputs.keys())
+        if missing:
+            return [f"Missing required inputs: {sorted(str(m) for m in missing)}"]
+        return self._reasons(dataset)
+
+    def _reasons(self, dataset: BaseDataset) -> List[str]:
+        """Collect the reasons from ``_validate_dataset``; subclasses may list several at once."""
+        try:
+            self._validate_dataset(dataset)
+        except ValueError as err:
+            return [str(err)]
+        return []

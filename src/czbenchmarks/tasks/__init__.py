@@ -1,0 +1,1 @@
+"""Benchmark tasks, their metrics and the baselines."""
