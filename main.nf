@@ -10,8 +10,19 @@ include { CZBENCHMARKS } from './workflows/czbenchmarks'
 include { readSamplesheet } from './workflows/czbenchmarks'
 
 workflow {
-    if (!params.input) {
-        error "Missing --input: a samplesheet CSV with columns id,h5ad,organism,label_key[,batch_key] (see assets/samplesheet_test.csv)"
+    // Params and samplesheet against nextflow_schema.json / assets/schema_input.json (no plugin needed).
+    def errors = SchemaValidator.paramErrors(params, file("${projectDir}/nextflow_schema.json"))
+    if (!errors && params.input) {
+        def sheet = file(params.input)
+        if (!sheet.exists()) {
+            errors << "--input: samplesheet not found: ${params.input}"
+        } else {
+            def rows = sheet.splitCsv(header: true, strip: true)
+            errors += SchemaValidator.rowErrors(rows, file("${projectDir}/assets/schema_input.json"), sheet.name)
+        }
+    }
+    if (errors) {
+        error "Invalid parameters or samplesheet:\n  - " + errors.join("\n  - ")
     }
     CZBENCHMARKS(readSamplesheet(params.input))
 

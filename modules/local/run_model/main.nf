@@ -1,7 +1,7 @@
 process RUN_MODEL {
     tag "${meta.id}:${meta.model}:${meta.variant}"
     label 'process_gpu'
-    container "${meta.container}"
+    container "${params.container_registry}/${meta.container}"
 
     input:
     tuple val(meta), path(h5ad), path(weights)
