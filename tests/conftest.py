@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Dict, List
 
@@ -72,6 +73,8 @@ def run_nextflow(launch_dir: Path, *args: str, timeout: int = 1500, env: Dict[st
         NXF_OPTS="-Xms256m -Xmx1g",
     )
     run_env.pop("TOWER_ACCESS_TOKEN", None)
+    # Tasks run the bin/ scripts with the `python3` on PATH: make it this interpreter's.
+    run_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{run_env.get('PATH', '')}"
     run_env.update(env or {})
     outdir = launch_dir / "results"
     cmd = [nextflow_binary(), "run", str(ROOT / "main.nf"), "--outdir", str(outdir), *args]

@@ -1,7 +1,8 @@
 process RUN_MODEL {
     tag "${meta.id}:${meta.model}:${meta.variant}"
     label 'process_gpu'
-    container "${params.container_registry}/${meta.container}"
+    // Each model's pinned image from conf/models.yaml (`nextflow inspect` has no task inputs: placeholder).
+    container "${params.container_registry}/${meta?.container ?: 'per-model-image:see-conf-models.yaml'}"
 
     input:
     tuple val(meta), path(h5ad), path(weights)
