@@ -157,16 +157,34 @@ def test_a_bad_samplesheet_row_gives_one_clear_error(tmp_path):
 
 def test_stub_run_with_the_gpu_profile_resources(tmp_path):
     """The gpu profile's labels and resource closures evaluate for every process (no container engine)."""
+    limits = tmp_path / "limits.config"
+    limits.write_text("process.resourceLimits = [cpus: 2, memory: 6.GB, time: 1.h]\n")
     run = run_nextflow(
-        tmp_path, "-profile", "gpu", "-stub-run",
+        tmp_path, "-profile", "gpu", "-stub-run", "-c", str(limits),
         "--input", str(ROOT / "assets" / "samplesheet_test.csv"),
         "--weights_mirror", str(ROOT / "assets" / "test" / "weights"),
-        "--weights_cache", str(tmp_path / "wc"), "--max_cpus", "2", "--max_memory", "6.GB",
+        "--weights_cache", str(tmp_path / "wc"),
     )
     assert run.returncode == 0, run.explain()
     trace = run.trace()
     gpu_tasks = [row for row in trace if row["process"].endswith("RUN_MODEL")]
     assert gpu_tasks and all(row["status"] == "COMPLETED" for row in trace)
-    # process_gpu asks for 8 CPUs and 48 GB; resourceLimits caps them at --max_cpus/--max_memory.
+    # process_gpu asks for 8 CPUs and 48 GB; resourceLimits (here 2 CPUs, 6 GB) caps them.
     assert {row["cpus"] for row in gpu_tasks} == {"2"}
     assert {row["memory"] for row in gpu_tasks} == {"6 GB"}
+
+
+def test_nf_core_pipelines_lint_passes():
+    """nf-core's pipeline lint, with real Nextflow; every disabled check is listed with its reason in .nf-core.yml."""
+    python = ROOT / ".venv-nfcore" / "bin" / "python"
+    if not python.exists():
+        pytest.fail("nf-core/tools not installed: run tools/setup.sh")
+    nextflow_dir = str(Path(nextflow_binary()).parent)
+    env = dict(os.environ, PATH=f"{nextflow_dir}{os.pathsep}{os.environ['PATH']}", NXF_OFFLINE="true",
+               NXF_PLUGINS_DEFAULT="false", NXF_HOME=os.environ.get("NXF_HOME", str(ROOT / ".nxf-home")))
+    proc = subprocess.run([str(python), str(ROOT / "tools" / "nf_core_lint.py"), str(ROOT)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
+    assert " 0 failed" in proc.stdout
+    disabled = [line for line in (ROOT / ".nf-core.yml").read_text().splitlines() if line.strip().endswith(": false")]
+    assert disabled, "expected the disabled checks to be listed"

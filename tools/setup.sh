@@ -38,6 +38,12 @@ if ! .venv/bin/python -c "import czbenchmarks, scvi, scanpy, moto" 2>/dev/null \
   .venv/bin/pip install -q --no-deps -e .
   touch .venv/.czb-installed
 fi
+# nf-core/tools for `nf-core pipelines lint`, in its own venv: its dependencies clash with the pipeline's.
+if [[ ! -x .venv-nfcore/bin/nf-core ]]; then
+  log "installing nf-core/tools 4.2.1 into .venv-nfcore (lint only)"
+  "$python" -m venv .venv-nfcore
+  .venv-nfcore/bin/pip install -q nf-core==4.2.1
+fi
 if [[ -z "$existing_nextflow" || -n "${CZB_LOCAL_NEXTFLOW:-}" ]]; then
   ln -sf "$root/tools/nextflow" .venv/bin/nextflow
 fi
