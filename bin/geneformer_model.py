@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Geneformer: zero-shot cell embeddings from a pretrained Geneformer (BERT) checkpoint.
+
+Follows czbenchmarks' Geneformer model (rank-value tokenization with the variant's gene
+dictionaries, embeddings from the second-to-last layer; ``<cls>`` for V2, the mean over gene tokens
+for the older variants) with the project's own streaming tokenizer and ``transformers``' BERT in
+place of the upstream ``geneformer`` package (``czbenchmarks.models.geneformer``).
+
+Input contract: human cells, raw counts, Ensembl gene IDs in ``var_names`` or
+``var['ensembl_id']`` (version suffixes are ignored). Symbol-only datasets are turned away by
+validation, as in the reference; the tokenizer itself can map symbols through the dictionary
+for interactive use. Cells none of whose expressed genes the model knows are kept in the output
+with ``embedded = False``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Set
+
+from czbenchmarks.datasets import DataType, Organism, SingleCellDataset
+from czbenchmarks.models.geneformer import DEFAULT_VARIANT, BackedSingleCellDataset
+from czbenchmarks.models.implementations import BaseModelImplementation
+from czbenchmarks.models.types import ModelType
+from czbenchmarks.models.validators import BaseSingleCellValidator
+
+logger = logging.getLogger("geneformer_model")
+
+
+class GeneformerValidator(BaseSingleCellValidator):
+    """Geneformer's vocabulary is human Ensembl genes; ranks are computed from raw counts."""
+
+    available_organisms = [Organism.HUMAN]
+    required_obs_keys: List[str] = []
+    # Ensembl IDs in var_names or var['ensembl_id'] (checked by BaseSingleCellValidator).
+    required_var_keys: List[str] = []
+    model_type = ModelType.GENEFORMER
+    requires_raw_counts = True  # n_counts normalisation and median scaling assume counts
+
+    @property
+    def inputs(self) -> Set[DataType]:
+        return {DataType.ANNDATA}
+
+    @property
+    def outputs(self) -> Set[DataType]:
+        return {DataType.EMBEDDING}
+
+
+class Geneformer(GeneformerValidator, BaseModelImplementation):
+    model_name = "geneformer"
+
+    def create_parser(self) -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(add_help=False)
+        parser.add_argument("--model_variant", default=DEFAULT_VARIANT)
+        parser.add_argument("--tokenize_batch_size", type=int, default=1024,
+                            help="cells read, tokenized and embedded together (bounds memory)")
+        parser.add_argument("--forward_batch_size", type=int, default=16,
+                            help="cells per forward pass (czbenchmarks: 16)")
+        parser.add_argument("--amp_dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"],
+                            help="autocast dtype on CUDA (CPU always runs float32)")
+        return parser
+
+    # -- configuration ---------------------------------------------------------------------
+    def variant_settings(self) -> Dict[str, Any]:
+        """This variant's block of containers/geneformer/config.yaml."""
+        from czbenchmarks.models.geneformer import find_config, load_config, variant_config
+
+        path = find_config(getattr(self.args, "model_config", None), script=__file__)
+        return variant_config(load_config(path), self.args.model_variant)
+
+    def get_model_weights_subdir(self, dataset: SingleCellDataset) -> str:
+        return self.args.model_variant
+
+    def make_dataset(self, path: str) -> SingleCellDataset:
+        # Backed mode: X stays on disk and the tokenizer reads it in row batches.
+        if not getattr(self.args, "organism", None):
+            raise ValueError("--organism is required when run() is given no datasets")
+        return BackedSingleCellDataset(path, self.args.organism)
+
+    def find_vocabulary_file(self) -> Optional[Path]:
+        """The variant's token dictionary in the weights folder (for the vocabulary-overlap check)."""
+        if self.vocabulary_path is not None:
+            return super().find_vocabulary_file()
+        try:
+            relative = self.variant_settings()["token_dictionary"]
+        except (FileNotFoundError, ValueError):
+            return None
+        for folder in self.vocabulary_search_dirs():
+            if (folder / relative).is_file():
+                return folder / relative
+        return None
+
+    def _download_model_weights(self, dataset: SingleCellDataset) -> None:
+        from czbenchmarks.utils import sync_s3_to_local
+        from czbenchmarks.validation import weight_sources
+        from czbenchmarks.weights import split_s3_uri
+
+        # Standalone runs: the same layout FETCH_WEIGHTS builds (model at the root, dictionaries
+        # in the extra_uris subfolder).
+        settings = self.variant_settings()
+        for uri, subdir in weight_sources(self.model_name, self.args.model_variant, settings, None):
+            bucket, prefix = split_s3_uri(uri)
+            sync_s3_to_local(bucket, prefix, str(Path(self.model_weights_dir) / subdir))
+
+    # -- inference -------------------------------------------------------------------------
+    def run_model(self, dataset: SingleCellDataset) -> None:
+        import time
+
+        import numpy as np
+        import torch
+
+        from czbenchmarks.device import select_device
+        from czbenchmarks.models.geneformer import (
+            PAD_TOKEN,
+            GeneDictionaries,
+            embed_token_batches,
+            load_encoder,
+            tokenizer_for_variant,
+        )
+        from czbenchmarks.models.geneformer.embedding import run_info
+
+        settings = self.variant_settings()
+        device = select_device(self.args.device)
+        torch.manual_seed(self.args.seed)  # inference is deterministic; this only pins any RNG use
+        weights = Path(self.model_weights_dir)
+        mapping = settings.get("gene_mapping_dictionary")
+        dictionaries = GeneDictionaries.load(
+            weights / settings["token_dictionary"],
+            weights / settings["gene_median_dictionary"],
+            weights / mapping if mapping and (weights / mapping).is_file() else None,
+        )
+        tokenizer = tokenizer_for_variant(dictionaries, settings, batch_size=self.args.tokenize_batch_size)
+        adata = dataset.adata
+        plan = tokenizer.plan(adata)
+        if plan.n_known_genes == 0:
+            raise ValueError(
+                f"none of the dataset's {plan.n_columns} genes ({plan.source}, e.g. {plan.unknown_examples[:3]}) "
+                f"is in the {self.args.model_variant} vocabulary"
+            )
+        emb_layer, emb_mode = int(settings["emb_layer"]), str(settings["emb_mode"])
+        loaded = load_encoder(weights, device=device, emb_layer=emb_layer)
+        specials = [dictionaries.token[t] for t in ("<cls>", "<eos>") if t in dictionaries.token]
+        embeddings = np.zeros((adata.n_obs, loaded.hidden_size), dtype=np.float32)
+        embedded = np.zeros(adata.n_obs, dtype=bool)
+        started = time.perf_counter()
+        for start, block, ok in embed_token_batches(
+            loaded,
+            tokenizer.iter_batches(adata, plan),
+            pad_id=dictionaries.token.get(PAD_TOKEN, 0),
+            emb_mode=emb_mode,
+            special_ids=specials,
+            forward_batch_size=self.args.forward_batch_size,
+            amp_dtype=self.args.amp_dtype,
+        ):
+            embeddings[start: start + len(block)] = block
+            embedded[start: start + len(block)] = ok
+        seconds = time.perf_counter() - started
+        if not embedded.any():
+            raise ValueError("no cell expresses a gene in the model's vocabulary")
+        logger.info("embedded %d of %d cells (%s, %s)", embedded.sum(), adata.n_obs, self.args.model_variant, device)
+        self.embedded_mask = embedded
+        self.run_info = {
+            "device": device,
+            "input_size": tokenizer.model_input_size,
+            "special_token": tokenizer.special_token,
+            "tokenize_batch_size": tokenizer.batch_size,
+            "inference_seconds": round(seconds, 3),  # reading, tokenizing and embedding
+            **plan.summary(),
+            **run_info(loaded, emb_layer, emb_mode, self.args.forward_batch_size, self.args.amp_dtype),
+        }
+        dataset.set_output(self.model_type, DataType.EMBEDDING, embeddings)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    Geneformer().run()
