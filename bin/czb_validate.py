@@ -1,5 +1,9 @@
 #!/usr/bin/env python3
-"""VALIDATE: write the JSON verdict for one dataset x model pair (never fails on bad data)."""
+"""VALIDATE: write the JSON verdict for one dataset x model pair (never fails on bad data).
+
+Reads the h5ad's obs/var and a sample of X only (no model libraries, no GPU). The verdict is
+``pass``, ``incompatible`` or ``error`` with one reason per problem, each naming the dataset.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,13 @@ import argparse
 import sys
 import traceback
 from pathlib import Path
+from typing import List, Optional
 
 from czbenchmarks.validation import ERROR, Verdict, validate_pair
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line VALIDATE passes."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset_id", required=True)
     parser.add_argument("--h5ad", required=True, type=Path)
@@ -25,9 +31,17 @@ def main() -> int:
     parser.add_argument("--variant", default="")
     parser.add_argument("--needs_weights", default="true")
     parser.add_argument("--weights_mirror", default="")
+    parser.add_argument("--weights_cache", default="", help="FETCH_WEIGHTS storeDir root (vocabulary lookups)")
+    parser.add_argument("--condition_key", default="condition", help="perturbation datasets: condition column")
+    parser.add_argument("--split_key", default="split", help="perturbation datasets: split column")
     parser.add_argument("--max_cells", type=int, default=2000)
     parser.add_argument("--output", required=True, type=Path)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Validate one pair and write ``--output``; exit 0 whatever the verdict."""
+    args = build_parser().parse_args(argv)
     try:
         verdict = validate_pair(
             dataset_id=args.dataset_id,
@@ -43,13 +57,19 @@ def main() -> int:
             needs_weights=args.needs_weights.lower() == "true",
             weights_mirror=args.weights_mirror or None,
             max_cells=args.max_cells,
+            condition_key=args.condition_key or "condition",
+            split_key=args.split_key or "split",
+            weights_cache=Path(args.weights_cache) if args.weights_cache else None,
         )
     except Exception as err:  # a validator bug must not take sibling datasets down; report it
         traceback.print_exc()
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         verdict = Verdict(args.dataset_id, args.model).fail(
-            ERROR, f"dataset '{args.dataset_id}' x {args.model}: validation crashed: {type(err).__name__}: {err}"
+            ERROR,
+            f"dataset '{args.dataset_id}' x {args.model}: validation crashed in the model's validator "
+            f"({args.model_script.name}): {type(err).__name__}: {first}",
         )
-    tmp = args.output.with_suffix(".tmp")
+    tmp = args.output.with_name(f".{args.output.name}.tmp")
     tmp.write_text(verdict.to_json())
     tmp.replace(args.output)
     print(f"{args.dataset_id} x {args.model}: {verdict.verdict}" + "".join(f"\n  - {r}" for r in verdict.reasons))

@@ -2,9 +2,18 @@
 
 Verdicts:
   ``pass``          the pair runs;
-  ``incompatible``  the model cannot take the dataset (organism, keys, gene IDs, counts, ...);
-                    the pair is skipped and reported;
-  ``error``         the dataset itself is broken (not HDF5, truncated, NaN counts, ...).
+  ``incompatible``  the model cannot take the dataset (organism, obs/var keys, gene-ID prefix,
+                    counts not raw, too few genes in the model's vocabulary, ...); the pair is
+                    skipped and reported;
+  ``error``         the dataset itself is broken (not a file, not HDF5, truncated, unknown
+                    organism, duplicated genes, NaN/negative counts, no cells, malformed
+                    perturbation conditions, ...).
+
+The gate never imports the model's heavy libraries (they are imported inside ``run_model``)
+and never loads X: the obs columns and var are read, X stays on disk and ``max_cells`` rows
+are read through anndata's backed sparse dataset (see :func:`czbenchmarks.datasets.h5ad.read_view`).
+Model validators see an AnnData of those sampled cells (every obs column, every gene).
+Every reason names the dataset (and the model, for incompatibilities).
 """
 
 from __future__ import annotations
@@ -12,11 +21,25 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import urlparse
 
-from .datasets.checks import count_problems, sample_rows
+from .datasets.checks import (  # noqa: F401 - sample_rows kept as part of this module's names
+    count_problems,
+    find_gene_ids,
+    gene_name_error,
+    gene_prefix_detail,
+    is_broken_value_problem,
+    perturbation_condition_problems,
+    sample_rows,
+    split_problems,
+)
+from .datasets.h5ad import H5adError, H5adView
+from .datasets.h5ad import open_backed as _open_backed
+from .datasets.h5ad import read_view as _read_view
 from .datasets.single_cell import PerturbationSingleCellDataset, SingleCellDataset
 from .datasets.types import DataType, Organism
 
@@ -25,6 +48,8 @@ PASS, INCOMPATIBLE, ERROR = "pass", "incompatible", "error"
 
 @dataclass
 class Verdict:
+    """The JSON document VALIDATE writes for one dataset x model pair."""
+
     dataset: str
     model: str
     verdict: str = PASS
@@ -35,22 +60,26 @@ class Verdict:
     checks: Dict[str, Any] = field(default_factory=dict)
 
     def fail(self, verdict: str, reason: str) -> "Verdict":
-        # An error outranks an incompatibility: the file itself needs fixing first.
+        """Record a reason; an ``error`` outranks ``incompatible`` (the file needs fixing first)."""
         if self.verdict != ERROR:
             self.verdict = verdict
         self.reasons.append(reason)
         return self
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+        """The verdict as indented JSON."""
+        return json.dumps(asdict(self), indent=2, default=str)
 
 
 def load_model_class(script: Path, class_name: str):
     """Import ``class_name`` from a model script by path, without running its ``__main__`` block."""
-    spec = importlib.util.spec_from_file_location(f"czb_model_{Path(script).stem}", script)
+    script = Path(script)
+    spec = importlib.util.spec_from_file_location(f"czb_model_{script.stem}", script)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import model script {script}")
     module = importlib.util.module_from_spec(spec)
+    # Registered before exec so dataclasses/pickle inside the script can find their module.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     try:
         return getattr(module, class_name)
@@ -59,35 +88,56 @@ def load_model_class(script: Path, class_name: str):
 
 
 def open_backed(path: Path):
-    """Open an h5ad in backed mode; one-line ``ValueError`` for files that are not readable h5ad."""
-    import anndata as ad
-    import h5py
+    """Open an h5ad with obs/var in memory and X on disk; one-line ``ValueError`` for unreadable files."""
+    return _open_backed(path)
 
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"file not found: {path}")
-    if not path.is_file():
-        raise ValueError(f"not a file: {path}")
-    if not h5py.is_hdf5(path):
-        raise ValueError(f"not an HDF5/h5ad file: {path.name}")
-    try:
-        return ad.read_h5ad(path, backed="r")
-    except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"unreadable h5ad (truncated or corrupt?): {path.name}: {first}") from None
+
+def read_view(path: Path, max_cells: int = 2000) -> H5adView:
+    """Obs columns, var and ``max_cells`` sampled cells of an h5ad (see :func:`czbenchmarks.datasets.h5ad.read_view`)."""
+    return _read_view(path, max_cells)
+
+
+def _local_path(uri: str, base_dir: Optional[Path] = None) -> Optional[Path]:
+    """The local path a weights URI names (``file://`` or a plain path), else ``None``.
+
+    Relative paths are taken relative to ``base_dir`` (the folder of the model's config.yaml).
+    """
+    parsed = urlparse(str(uri))
+    if parsed.scheme == "file":
+        return Path(parsed.path)
+    if parsed.scheme:
+        return None
+    path = Path(str(uri)).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    return path
 
 
 def weight_sources(
-    model: str, variant: str, variant_config: Dict[str, Any], mirror: Optional[str]
+    model: str,
+    variant: str,
+    variant_config: Dict[str, Any],
+    mirror: Optional[str],
+    base_dir: Optional[Path] = None,
 ) -> List[Tuple[str, str]]:
-    """(URI, sub-folder) pairs a variant's weights come from; a mirror replaces them all."""
+    """(URI, sub-folder) pairs a variant's weights come from.
+
+    A mirror (a folder or ``s3://`` prefix laid out ``<model>/<variant>/``) replaces them all;
+    a *local* mirror that has no ``<model>/<variant>`` folder falls back to the variant's own
+    URIs, so a model added to the registry runs under ``-profile test`` without editing the
+    mirror. Local ``model_uri``/``extra_uris`` paths may be relative to ``base_dir``.
+    """
     if mirror:
-        return [(f"{mirror.rstrip('/')}/{model}/{variant}", "")]
+        local_mirror = _local_path(mirror)
+        if local_mirror is None or (local_mirror / model / variant).exists():
+            return [(f"{mirror.rstrip('/')}/{model}/{variant}", "")]
     sources = []
-    if variant_config.get("model_uri"):
-        sources.append((str(variant_config["model_uri"]), ""))
-    for subdir, uri in (variant_config.get("extra_uris") or {}).items():
-        sources.append((str(uri), str(subdir)))
+    uris = [("", variant_config.get("model_uri"))] + list((variant_config.get("extra_uris") or {}).items())
+    for subdir, uri in uris:
+        if not uri:
+            continue
+        local = _local_path(str(uri), base_dir)
+        sources.append((str(local) if local is not None else str(uri), str(subdir)))
     return sources
 
 
@@ -95,6 +145,76 @@ def weights_key(variant: str, sources: List[Tuple[str, str]]) -> str:
     """Cache folder name: the variant plus a digest of where its weights come from."""
     digest = hashlib.sha256(json.dumps(sources).encode()).hexdigest()[:10]
     return f"{variant or 'default'}-{digest}"
+
+
+def locate_weights_file(
+    relative: str, sources: List[Tuple[str, str]], cached: Optional[Path] = None
+) -> Optional[Path]:
+    """Find ``relative`` (a path inside the weights folder) without downloading anything.
+
+    Looks in an already fetched cache folder first, then in local sources (honouring the
+    sub-folder each source fills). Remote sources are not contacted: ``None``.
+    """
+    if cached is not None and (cached / relative).is_file():
+        return cached / relative
+    for uri, subdir in sources:
+        base = _local_path(uri)
+        if base is None:
+            continue
+        if not subdir:
+            candidate = base / relative
+        elif relative.startswith(subdir.rstrip("/") + "/"):
+            candidate = base / relative[len(subdir.rstrip("/")) + 1:]
+        else:
+            continue
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _dataset_problems(dataset_id: str, view: H5adView, label_key: str, batch_keys: List[str],
+                      verdict: Verdict) -> List[str]:
+    """Structure and value checks of the file itself; returns the non-fatal counts problems."""
+    where = f"dataset '{dataset_id}'"
+    verdict.checks.update(n_cells=view.n_obs, n_genes=view.n_vars, sampled_cells=view.sampled_cells)
+    if view.n_obs == 0:
+        verdict.fail(ERROR, f"{where}: has zero cells")
+    if view.n_vars == 0:
+        verdict.fail(ERROR, f"{where}: has zero genes")
+    var_names = view.var.index
+    if var_names.has_duplicates:
+        dupes = var_names[var_names.duplicated()].unique()
+        verdict.fail(ERROR, f"{where}: {len(dupes)} duplicated var names, e.g. {list(map(str, dupes[:5]))}")
+    for key in [label_key, *batch_keys]:
+        if key and key not in view.obs.columns:
+            verdict.fail(
+                ERROR,
+                f"{where}: obs column '{key}' (named in the samplesheet) not found; "
+                f"obs columns: {list(map(str, view.obs.columns))[:20]}",
+            )
+    X = view.sample.X
+    if X is None or not view.sampled_cells:
+        return []
+    problems = count_problems(X.data)  # the sample is CSR: its stored values
+    for problem in problems:
+        if is_broken_value_problem(problem):
+            verdict.fail(ERROR, f"{where}: {problem} (in {view.sampled_cells} sampled cells)")
+    return [p for p in problems if not is_broken_value_problem(p)]
+
+
+def _perturbation_problems(dataset_id: str, model: str, obs, condition_key: str, split_key: str,
+                           verdict: Verdict) -> None:
+    """Condition/split columns of a perturbation dataset, from obs alone."""
+    missing = False
+    for key, label in ((condition_key, "Condition"), (split_key, "Split")):
+        if key not in obs.columns:
+            missing = True
+            verdict.fail(INCOMPATIBLE, f"dataset '{dataset_id}' x {model}: {label} key {key} not found in adata.obs")
+    if missing:
+        return
+    for problem in perturbation_condition_problems(obs[condition_key]) + split_problems(obs[split_key]):
+        verdict.fail(ERROR, f"dataset '{dataset_id}': {problem}")
+    verdict.checks["n_conditions"] = int(obs[condition_key].nunique())
 
 
 def validate_pair(
@@ -114,77 +234,119 @@ def validate_pair(
     max_cells: int = 2000,
     condition_key: str = "condition",
     split_key: str = "split",
+    weights_cache: Optional[Path] = None,
 ) -> Verdict:
-    """Check one dataset x model pair, reading only metadata and up to ``max_cells`` rows of X."""
+    """Check one dataset x model pair, reading only obs/var and up to ``max_cells`` rows of X.
+
+    Order: organism name and file readability (both reported), file structure and values
+    (errors), then the model's validator (incompatibilities), raw counts when the model
+    needs them, the variant and its weight sources, and the vocabulary overlap when the
+    model declares a vocabulary that is available locally (a cached or local weights folder).
+    """
     from omegaconf import OmegaConf
 
     verdict = Verdict(dataset=dataset_id, model=model)
+    where = f"dataset '{dataset_id}'"
+    organism_enum: Optional[Organism] = None
+    if not str(organism or "").strip():
+        verdict.fail(ERROR, f"{where}: organism is not specified (samplesheet column 'organism')")
+    else:
+        try:
+            organism_enum = Organism.from_name(organism)
+        except ValueError as err:
+            verdict.fail(ERROR, f"{where}: {err}")
     try:
-        organism_enum = Organism.from_name(organism) if organism else None
-    except ValueError as err:
-        return verdict.fail(ERROR, f"dataset '{dataset_id}': {err}")
-    if organism_enum is None:
-        return verdict.fail(ERROR, f"dataset '{dataset_id}': organism is not specified")
-    try:
-        adata = open_backed(h5ad)
-    except ValueError as err:
-        return verdict.fail(ERROR, f"dataset '{dataset_id}': {err}")
+        view = _read_view(h5ad, max_cells)
+    except (H5adError, ValueError) as err:
+        return verdict.fail(ERROR, f"{where}: {err}")
+    return _validate_view(
+        verdict, view, organism_enum,
+        dataset_id=dataset_id, h5ad=Path(h5ad), label_key=label_key, batch_keys=batch_keys,
+        model=model, model_script=Path(model_script), model_class=model_class,
+        model_config=Path(model_config), requested_variant=requested_variant,
+        needs_weights=needs_weights, weights_mirror=weights_mirror,
+        condition_key=condition_key, split_key=split_key, weights_cache=weights_cache,
+        omegaconf=OmegaConf,
+    )
 
-    verdict.checks.update(n_cells=int(adata.n_obs), n_genes=int(adata.n_vars))
-    if adata.n_obs == 0:
-        verdict.fail(ERROR, f"dataset '{dataset_id}': has zero cells")
-    if adata.n_vars == 0:
-        verdict.fail(ERROR, f"dataset '{dataset_id}': has zero genes")
-    if adata.var_names.has_duplicates:
-        dupes = adata.var_names[adata.var_names.duplicated()].unique()[:5].tolist()
-        verdict.fail(ERROR, f"dataset '{dataset_id}': duplicated var names, e.g. {dupes}")
-    for key in [label_key, *batch_keys]:
-        if key and key not in adata.obs.columns:
-            verdict.fail(ERROR, f"dataset '{dataset_id}': obs column '{key}' (from the samplesheet) not found")
 
-    values, rows_read = sample_rows(adata.X, max_cells) if adata.n_obs and adata.n_vars else ([], 0)
-    problems = count_problems(values) if rows_read else []
-    verdict.checks["sampled_cells"] = int(rows_read)
-    broken = [p for p in problems if "NaN" in p or "negative" in p]
-    for problem in broken:
-        verdict.fail(ERROR, f"dataset '{dataset_id}': {problem}")
-    if verdict.verdict == ERROR:
-        return verdict
-
+def _validate_view(verdict: Verdict, view: H5adView, organism_enum: Optional[Organism], *, dataset_id: str, h5ad: Path,
+                   label_key: str, batch_keys: List[str], model: str, model_script: Path, model_class: str,
+                   model_config: Path, requested_variant: str, needs_weights: bool,
+                   weights_mirror: Optional[str], condition_key: str, split_key: str,
+                   weights_cache: Optional[Path], omegaconf) -> Verdict:
+    pair = f"dataset '{dataset_id}' x {model}"
+    soft_problems = _dataset_problems(dataset_id, view, label_key, batch_keys, verdict)
     model_cls = load_model_class(model_script, model_class)
     dataset_cls = getattr(model_cls, "dataset_type", SingleCellDataset)
-    if issubclass(dataset_cls, PerturbationSingleCellDataset):
+    is_perturbation = isinstance(dataset_cls, type) and issubclass(dataset_cls, PerturbationSingleCellDataset)
+    if is_perturbation:
+        _perturbation_problems(dataset_id, model, view.obs, condition_key, split_key, verdict)
+    if verdict.verdict == ERROR or organism_enum is None:
+        return verdict
+
+    if is_perturbation:
         dataset = dataset_cls(str(h5ad), organism_enum, condition_key=condition_key, split_key=split_key)
+    elif isinstance(dataset_cls, type) and issubclass(dataset_cls, SingleCellDataset):
+        dataset = dataset_cls(str(h5ad), organism_enum)
     else:
         dataset = SingleCellDataset(str(h5ad), organism_enum)
-    dataset.set_input(DataType.ANNDATA, adata)
-    dataset.set_input(DataType.METADATA, adata.obs)
+    # Validators see the sampled cells: every obs column and gene, X of those cells only.
+    dataset.set_input(DataType.ANNDATA, view.sample)
+    dataset.set_input(DataType.METADATA, view.sample.obs)
 
     argv = ["--model_variant", requested_variant] if requested_variant else []
+    argv += ["--model_config", str(model_config)]
     implementation = model_cls(argv=argv)
-    for reason in implementation.incompatibility_reasons(dataset):
-        verdict.fail(INCOMPATIBLE, f"dataset '{dataset_id}' x {model}: {reason}")
-    non_integer = [p for p in problems if p not in broken]
-    if non_integer and getattr(model_cls, "requires_raw_counts", False):
-        verdict.fail(INCOMPATIBLE, f"dataset '{dataset_id}' x {model}: counts are not raw: {non_integer[0]}")
-    for reason in implementation.vocabulary_reasons(dataset) if hasattr(implementation, "vocabulary_reasons") else []:
-        verdict.fail(INCOMPATIBLE, f"dataset '{dataset_id}' x {model}: {reason}")
+    reasons = implementation.incompatibility_reasons(dataset)
+    # run() applies the dataset's own gene-ID rule (SingleCellDataset.validate) to every model,
+    # so a validator that skips it (e.g. the PCA baseline) must not let such a dataset through.
+    if find_gene_ids(view.var.index, view.var, organism_enum).ids is None and not any(
+        "valid gene names" in r for r in reasons
+    ):
+        detail = gene_prefix_detail(view.var.index, view.var, organism_enum)
+        reasons.append(f"{gene_name_error(organism_enum)} ({detail})")
+    for reason in reasons:
+        verdict.fail(INCOMPATIBLE, f"{pair}: {reason}")
+    if soft_problems:
+        verdict.checks["counts"] = soft_problems[0]
+        if getattr(model_cls, "requires_raw_counts", False):
+            verdict.fail(INCOMPATIBLE, f"{pair}: the model needs raw counts but {soft_problems[0]}")
     if verdict.verdict != PASS:
         return verdict
 
-    config = OmegaConf.to_container(OmegaConf.load(model_config), resolve=True)
-    variants = config.get("models", {})
+    config = omegaconf.to_container(omegaconf.load(model_config), resolve=True) or {}
+    variants = config.get("models") or {}
     variant = implementation.get_model_weights_subdir(dataset) if needs_weights else requested_variant
-    variant = variant or requested_variant
+    variant = variant or requested_variant or getattr(implementation.args, "model_variant", None) or ""
     if variant not in variants:
         return verdict.fail(
-            ERROR, f"{model}: unknown variant '{variant}'; variants: {', '.join(sorted(variants))}"
+            ERROR, f"{model}: unknown variant '{variant}' (for {where_of(dataset_id)}); "
+            f"variants in {model_config.name}: {', '.join(sorted(map(str, variants)))}"
         )
     verdict.variant = variant
+    sources: List[Tuple[str, str]] = []
     if needs_weights:
-        sources = weight_sources(model, variant, variants[variant], weights_mirror)
+        sources = weight_sources(model, variant, variants[variant] or {}, weights_mirror,
+                                 base_dir=model_config.resolve().parent)
         if not sources:
-            return verdict.fail(ERROR, f"{model}: variant '{variant}' names no weight URIs in {model_config}")
+            return verdict.fail(ERROR, f"{model}: variant '{variant}' names no weight URIs in {model_config.name}")
         verdict.weights_sources = [list(s) for s in sources]
         verdict.weights_key = weights_key(variant, sources)
+
+    vocabulary_file = getattr(implementation, "vocabulary_file", None)
+    if vocabulary_file and hasattr(implementation, "vocabulary_path"):
+        cached = Path(weights_cache) / model / verdict.weights_key if weights_cache and verdict.weights_key else None
+        found = locate_weights_file(str(vocabulary_file), sources, cached)
+        if found is not None:
+            implementation.vocabulary_path = found
+        verdict.checks["vocabulary"] = str(found) if found else "not available before FETCH_WEIGHTS; checked at inference"
+    check = getattr(implementation, "vocabulary_reasons", None)
+    for reason in check(dataset) if callable(check) else []:
+        verdict.fail(INCOMPATIBLE, f"{pair}: {reason}")
     return verdict
+
+
+def where_of(dataset_id: str) -> str:
+    """``dataset '<id>'``: how messages name a dataset."""
+    return f"dataset '{dataset_id}'"

@@ -24,6 +24,9 @@ process VALIDATE {
         --variant '${meta.requested_variant ?: ''}' \\
         --needs_weights '${meta.needs_weights}' \\
         --weights_mirror '${params.weights_mirror ?: ''}' \\
+        --weights_cache '${params.weights_cache ?: ''}' \\
+        --condition_key '${meta.condition_key ?: 'condition'}' \\
+        --split_key '${meta.split_key ?: 'split'}' \\
         --max_cells ${params.validation_max_cells} \\
         --output '${meta.id}.${meta.model}.verdict.json' \\
         ${args}

@@ -27,18 +27,33 @@ class SingleCellDataset(BaseDataset):
 
     @property
     def adata(self):
+        """The ``ANNDATA`` input (``KeyError`` before :meth:`load_data`)."""
         return self.get_input(DataType.ANNDATA)
 
     def load_data(self, backed: bool = False) -> None:
-        """Read the h5ad. ``backed=True`` keeps X on disk (metadata-only checks)."""
-        import anndata as ad
+        """Read the h5ad into ``ANNDATA`` and its ``obs`` into ``METADATA``.
 
-        adata = ad.read_h5ad(self.path, backed="r" if backed else None)
+        ``backed=True`` reads obs/var only and leaves X on disk (see
+        :func:`czbenchmarks.datasets.h5ad.open_backed`), for metadata checks of large files.
+        """
+        if backed:
+            from .h5ad import open_backed
+
+            adata = open_backed(self.path)
+        else:
+            import anndata as ad
+
+            adata = ad.read_h5ad(self.path)
         self.set_input(DataType.ANNDATA, adata)
         self.set_input(DataType.METADATA, adata.obs)
 
     def unload_data(self) -> None:
-        self._inputs.pop(DataType.ANNDATA, None)
+        """Drop ``ANNDATA`` and ``METADATA`` (closing a backed file); organism and outputs stay."""
+        from .h5ad import close_backed
+
+        adata = self._inputs.pop(DataType.ANNDATA, None)
+        if adata is not None:
+            close_backed(adata)
         self._inputs.pop(DataType.METADATA, None)
 
     @property
@@ -54,6 +69,12 @@ class SingleCellDataset(BaseDataset):
         return found.ids
 
     def _validate(self) -> None:
+        """The reference's checks, without its side effect on ``var_names``.
+
+        Raises ``ValueError`` for a missing AnnData or organism and for gene names without
+        the organism's prefix (in ``var_names`` and in ``var['ensembl_id']``); non-raw counts
+        only log a warning, as some models take normalised data.
+        """
         if DataType.ANNDATA not in self._inputs:
             raise ValueError("Dataset does not contain anndata object")
         if DataType.ORGANISM not in self._inputs:
@@ -102,6 +123,11 @@ class PerturbationSingleCellDataset(SingleCellDataset):
         return self.get_input(DataType.PERTURBATION_TRUTH)
 
     def load_data(self, backed: bool = False) -> None:
+        """Read the h5ad; keep control cells in ``ANNDATA`` and test conditions in ``PERTURBATION_TRUTH``.
+
+        ``METADATA`` keeps the obs of every cell. ``backed`` is accepted for signature
+        compatibility; the truth matrices need X in memory.
+        """
         import pandas as pd
         import scipy.sparse as sp
 
@@ -122,12 +148,17 @@ class PerturbationSingleCellDataset(SingleCellDataset):
         self.set_input(DataType.ANNDATA, adata[(conditions == "ctrl").to_numpy()].copy())
 
     def unload_data(self) -> None:
+        """Drop AnnData, metadata and truth."""
         super().unload_data()
         self._inputs.pop(DataType.PERTURBATION_TRUTH, None)
 
     def _validate(self) -> None:
+        """Single-cell checks, then condition format and split values over all cells."""
         super()._validate()
         obs = self.get_input(DataType.METADATA)
+        for key, label in ((self.condition_key, "Condition"), (self.split_key, "Split")):
+            if key not in obs.columns:
+                raise ValueError(f"{label} key {key} not found in adata.obs")
         problems = split_problems(obs[self.split_key]) + perturbation_condition_problems(obs[self.condition_key])
         if problems:
             raise ValueError("; ".join(problems))

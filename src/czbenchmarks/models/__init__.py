@@ -1,5 +1,10 @@
-"""Model API: types, validators and the implementation base class."""
+"""Model API: types, validators and the implementation base class.
 
-from .types import ModelType
+Import paths follow czbenchmarks: ``czbenchmarks.models.types.ModelType``,
+``czbenchmarks.models.validators.{BaseModelValidator, BaseSingleCellValidator}``,
+``czbenchmarks.models.implementations.base_model_implementation.BaseModelImplementation``.
+"""
 
-__all__ = ["ModelType"]
+from .types import ModelOutputs, ModelType
+
+__all__ = ["ModelOutputs", "ModelType"]

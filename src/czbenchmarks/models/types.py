@@ -1,15 +1,21 @@
-"""Model identifiers."""
+"""Model identifiers (``czbenchmarks.models.types``)."""
 
 from __future__ import annotations
 
+import re
 from enum import Enum
-from typing import Any, Dict
+from typing import Any, Dict, Optional
+
+_MODEL_TYPE_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 
 
 class ModelType(Enum):
     """The models the benchmark knows. ``BASELINE`` marks baseline outputs (PCA, control mean, ...).
 
-    A member equals its name as a string, so ``"SCVI"`` works as a lookup key.
+    A member equals its name as a string, so ``"SCVI"`` works as a lookup key, and ``str()``
+    gives the name. A model added through the registry needs no edit here:
+    ``ModelType("MY_MODEL")`` returns a stable member for any upper-case identifier
+    (``ModelType("scvi")`` returns the existing ``ModelType.SCVI``).
     """
 
     BASELINE = "BASELINE"
@@ -21,19 +27,40 @@ class ModelType(Enum):
     AIDO = "AIDO"
     TRANSCRIPTFORMER = "TRANSCRIPTFORMER"
 
+    @classmethod
+    def _missing_(cls, value: object) -> Optional["ModelType"]:
+        """Look names up case-insensitively; register a new member for an unknown identifier."""
+        if not isinstance(value, str):
+            return None
+        text = value.strip().upper()
+        if text in cls.__members__:
+            return cls.__members__[text]
+        if text in cls._value2member_map_:
+            return cls._value2member_map_[text]
+        if not _MODEL_TYPE_NAME.fullmatch(text):
+            return None
+        member = object.__new__(cls)
+        member._name_ = text
+        member._value_ = text
+        cls._value2member_map_[text] = member
+        return member
+
     def __hash__(self) -> int:
-        return hash(self.name)
+        return hash(self._name_)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, str):
-            return self.name == other
-        return Enum.__eq__(self, other)
+            return self._name_ == other
+        if isinstance(other, ModelType):
+            return self._name_ == other._name_
+        return NotImplemented
 
     def __str__(self) -> str:
-        return self.name
+        return self._name_
 
     def __repr__(self) -> str:
-        return f"ModelType.{self.name}"
+        return f"ModelType.{self._name_}"
 
 
-ModelOutputs = Dict[ModelType, Dict[Any, Any]]
+#: Outputs attached to a dataset: ``{model_type (None for un-attributed): {DataType: value}}``.
+ModelOutputs = Dict[Optional[ModelType], Dict[Any, Any]]

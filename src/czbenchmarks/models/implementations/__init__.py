@@ -1,4 +1,4 @@
-"""Model implementation base class."""
+"""Model implementation base class (``czbenchmarks.models.implementations``)."""
 
 from .base_model_implementation import BaseModelImplementation
 

@@ -1,11 +1,11 @@
-"""``BaseModelImplementation``: load → validate → weights → inference → write, for one model.
+"""``BaseModelImplementation``: load -> validate -> weights -> inference -> write, for one model.
 
 A model is written as in czbenchmarks' model developer guide::
 
     class MyModel(MyValidator, BaseModelImplementation):
-        def create_parser(self): ...
-        def get_model_weights_subdir(self, dataset): ...
-        def _download_model_weights(self, dataset): ...
+        def create_parser(self): ...            # or override parse_args() as the guide shows
+        def get_model_weights_subdir(self, dataset): return self.args.model_variant
+        def _download_model_weights(self, dataset): sync_s3_to_local(...)
         def run_model(self, dataset): dataset.set_output(self.model_type, DataType.EMBEDDING, emb)
 
     if __name__ == "__main__":
@@ -22,22 +22,29 @@ import argparse
 import logging
 import sys
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
-from ...constants import MODEL_WEIGHTS_CACHE_PATH, RANDOM_SEED
+from ...constants import MODEL_WEIGHTS_CACHE_PATH, RANDOM_SEED, get_numbered_path, sort_numbered
 from ...datasets.base import BaseDataset
 from ...datasets.single_cell import PerturbationSingleCellDataset
 from ..validators.base_model_validator import BaseModelValidator
 
 logger = logging.getLogger(__name__)
 
+#: Options only the pipeline uses; they are hidden from a model's own strict parser.
+PIPELINE_ONLY_OPTIONS = (
+    "input", "output", "dataset_id", "organism", "weights_dir", "model_config",
+    "seed", "device", "condition_key", "split_key",
+)
+
 
 def pipeline_parser() -> argparse.ArgumentParser:
     """Options every model script accepts from the pipeline's inference process."""
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--input", help="dataset h5ad")
-    parser.add_argument("--output", help="where to write the model output h5ad")
+    parser.add_argument("--input", help="dataset h5ad; several: comma-separated, or a folder of .h5ad files")
+    parser.add_argument("--output", help="where to write the model output h5ad (numbered for several inputs)")
     parser.add_argument("--dataset_id", default=None, help="dataset name, recorded in provenance")
     parser.add_argument("--organism", default=None, help="dataset organism, e.g. homo_sapiens")
     parser.add_argument("--weights_dir", default=None, help="folder FETCH_WEIGHTS filled")
@@ -53,16 +60,59 @@ def pipeline_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def strip_options(argv: Sequence[str], names: Sequence[str], drop_empty: Sequence[str] = ()) -> List[str]:
+    """``argv`` without the ``--name value`` / ``--name=value`` pairs of ``names``.
+
+    Options in ``drop_empty`` are removed only when their value is empty.
+    """
+    out: List[str] = []
+    tokens = list(argv)
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        name, has_value, value = token[2:].partition("=") if token.startswith("--") else ("", False, "")
+        if name in names or name in drop_empty:
+            if not has_value and index + 1 < len(tokens):
+                value = tokens[index + 1]
+                skip = 2
+            else:
+                skip = 1
+            if name in names or value == "":
+                index += skip
+                continue
+        out.append(token)
+        index += 1
+    return out
+
+
+@contextmanager
+def _patched_argv(argv: Sequence[str]) -> Iterator[None]:
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "model", *argv]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
 class BaseModelImplementation(BaseModelValidator, ABC):
-    """Base class of every model; mix a validator in before it."""
+    """Base class of every model; mix a validator in before it.
+
+    Attributes:
+        datasets: the datasets of the current :meth:`run`.
+        model_weights_dir: folder holding the weights in use (set by :meth:`download_model_weights`).
+        args: pipeline options, the model's own options and keyword arguments merged
+            (keyword arguments win over the command line, as in the reference).
+    """
 
     datasets: List[BaseDataset]
     model_weights_dir: str
     args: argparse.Namespace
 
     def __init__(self, argv: Optional[Sequence[str]] = None, **user_kwargs: Any) -> None:
-        cli_args = self.parse_args(argv)
-        # Keyword arguments override the command line, as in the reference.
+        """Parse ``argv`` (default ``sys.argv[1:]``) and merge ``user_kwargs`` over it."""
+        argv = list(sys.argv[1:] if argv is None else argv)
+        cli_args = self._model_args(argv)
         self.args = argparse.Namespace(**self._merge_arguments(vars(cli_args), user_kwargs))
         self.datasets = []
         self.model_weights_dir = ""
@@ -85,8 +135,35 @@ class BaseModelImplementation(BaseModelValidator, ABC):
                     setattr(namespace, key, value)
         return namespace
 
+    def _model_args(self, argv: List[str]) -> argparse.Namespace:
+        """Run ``parse_args`` — this class's, or a subclass override written as the guide shows.
+
+        The guide's override takes no argument and parses ``sys.argv`` strictly. It is called
+        with ``sys.argv`` set to ``argv`` minus the pipeline-only options (and an empty
+        ``--model_variant``); the pipeline options are parsed here and merged underneath.
+        """
+        if type(self).parse_args is BaseModelImplementation.parse_args:
+            return self.parse_args(argv)
+        namespace, _ = pipeline_parser().parse_known_args(argv)
+        model_argv = strip_options(argv, PIPELINE_ONLY_OPTIONS, drop_empty=("model_variant",))
+        try:
+            with _patched_argv(model_argv):
+                model_args = self.parse_args()
+        except SystemExit:
+            # A strict parser without --model_variant (a model with no variants): retry without it.
+            reduced = strip_options(model_argv, ("model_variant",))
+            if reduced == model_argv:
+                raise
+            with _patched_argv(reduced):
+                model_args = self.parse_args()
+        for key, value in vars(model_args or argparse.Namespace()).items():
+            if value is not None or getattr(namespace, key, None) is None:
+                setattr(namespace, key, value)
+        return namespace
+
     @staticmethod
     def _merge_arguments(cli_args: Dict[str, Any], user_args: Dict[str, Any]) -> Dict[str, Any]:
+        """``{**cli_args, **user_args}``: keyword arguments override the command line."""
         return {**cli_args, **user_args}
 
     # -- weights ---------------------------------------------------------------------------
@@ -99,13 +176,18 @@ class BaseModelImplementation(BaseModelValidator, ABC):
         """Fill ``self.model_weights_dir`` (typically with ``sync_s3_to_local``)."""
 
     def download_model_weights(self, dataset: BaseDataset) -> None:
-        """Point ``model_weights_dir`` at usable weights, downloading only when they are not verified.
+        """Point ``model_weights_dir`` at usable weights, downloading only when they do not verify.
 
-        In the pipeline ``--weights_dir`` names the folder FETCH_WEIGHTS filled and verified. Standalone,
-        weights go under ``MODEL_WEIGHTS_CACHE_PATH``; unlike the reference (which reused any
-        non-empty folder), a folder whose manifest does not verify is downloaded again.
+        In the pipeline ``--weights_dir`` names the folder FETCH_WEIGHTS filled; its manifest
+        (when present) is checked, sizes and sha256 included. Standalone, weights go under
+        ``MODEL_WEIGHTS_CACHE_PATH/<subdir>``; unlike the reference (which reused any
+        non-empty folder), a folder is reused only when its manifest verifies, and a manifest is
+        written after each download.
+
+        Raises:
+            ValueError: the ``--weights_dir`` folder fails verification.
         """
-        from ...weights import verify_manifest
+        from ...weights import build_manifest, verify_manifest, write_manifest
 
         if getattr(self.args, "weights_dir", None):
             self.model_weights_dir = str(self.args.weights_dir)
@@ -116,43 +198,82 @@ class BaseModelImplementation(BaseModelValidator, ABC):
         subdir = self.get_model_weights_subdir(dataset)
         target = MODEL_WEIGHTS_CACHE_PATH / subdir if subdir else MODEL_WEIGHTS_CACHE_PATH
         self.model_weights_dir = str(target)
-        if target.is_dir() and any(target.iterdir()) and not verify_manifest(target, require=True):
-            logger.info("Model weights already downloaded and verified in %s", target)
-            return
-        logger.info("Downloading model weights to %s", target)
+        if target.is_dir() and any(target.iterdir()):
+            problems = verify_manifest(target, require=True)
+            if not problems:
+                logger.info("Model weights already downloaded and verified in %s", target)
+                return
+            logger.info("Model weights in %s not reused (%s); downloading again", target, problems[0])
+        else:
+            logger.info("Downloading model weights to %s", target)
         target.mkdir(parents=True, exist_ok=True)
         self._download_model_weights(dataset)
+        write_manifest(target, build_manifest(target, f"{type(self).__name__}:{subdir or '.'}"))
 
     # -- inference -------------------------------------------------------------------------
     @abstractmethod
     def run_model(self, dataset: BaseDataset) -> None:
         """Run inference and ``dataset.set_output(self.model_type, DataType.EMBEDDING, ...)``."""
 
-    def load_dataset(self) -> BaseDataset:
-        """Build the dataset named by ``--input``/``--organism`` (of the validator's dataset type)."""
-        if not self.args.input or not self.args.organism:
-            raise ValueError("--input and --organism are required when run() is given no datasets")
+    def input_paths(self) -> List[str]:
+        """The h5ad files named by ``--input``, in numeric order when there are several.
+
+        ``--input`` is one path, a comma-separated list, or a folder (its ``*.h5ad`` files).
+        The order is natural (``data_2`` before ``data_10``), and outputs are numbered in the
+        same order, fixing the reference's text sort.
+        """
+        value = getattr(self.args, "input", None)
+        if not value:
+            raise ValueError("--input is required when run() is given no datasets")
+        if Path(value).is_dir():
+            paths = [str(p) for p in Path(value).glob("*.h5ad")]
+            if not paths:
+                raise FileNotFoundError(f"No input datasets found in {value}")
+        else:
+            paths = [part.strip() for part in str(value).split(",") if part.strip()]
+        return sort_numbered(paths) if len(paths) > 1 else paths
+
+    def output_paths(self, count: int) -> List[str]:
+        """Where the outputs of ``count`` inputs go: ``--output`` itself, or numbered siblings of it."""
+        output = getattr(self.args, "output", None)
+        if not output:
+            raise ValueError("--output is required when run() is given no datasets")
+        if count == 1:
+            return [str(output)]
+        return [get_numbered_path(output, index) for index in range(count)]
+
+    def make_dataset(self, path: str) -> BaseDataset:
+        """A dataset of the validator's ``dataset_type`` for ``path`` and ``--organism``."""
+        if not getattr(self.args, "organism", None):
+            raise ValueError("--organism is required when run() is given no datasets")
         if issubclass(self.dataset_type, PerturbationSingleCellDataset):
             return self.dataset_type(
-                self.args.input,
+                path,
                 self.args.organism,
-                condition_key=self.args.condition_key,
-                split_key=self.args.split_key,
+                condition_key=getattr(self.args, "condition_key", "condition"),
+                split_key=getattr(self.args, "split_key", "split"),
             )
-        return self.dataset_type(self.args.input, self.args.organism)
+        return self.dataset_type(path, self.args.organism)
 
-    def run(self, datasets: Optional[BaseDataset | List[BaseDataset]] = None):
+    def load_dataset(self) -> BaseDataset:
+        """The (first) dataset named by ``--input``/``--organism``."""
+        return self.make_dataset(self.input_paths()[0])
+
+    def run(self, datasets: Optional[Union[BaseDataset, List[BaseDataset]]] = None):
         """Load, validate, fetch weights and run the model; in pipeline mode also write ``--output``.
 
-        Given datasets (interactive use) they are returned with the outputs attached.
+        Steps: load every dataset (pipeline mode) -> ``dataset.validate()`` and
+        ``validate_dataset`` for all -> ``download_model_weights`` -> vocabulary check (when the
+        validator declares one) -> ``run_model`` for each. Given datasets (interactive use) they
+        are returned with the outputs attached; in pipeline mode nothing is returned.
         """
         from ...outputs import write_model_output
 
         pipeline_mode = datasets is None
         if pipeline_mode:
-            self.datasets = [self.load_dataset()]
+            self.datasets = [self.make_dataset(path) for path in self.input_paths()]
         else:
-            self.datasets = datasets if isinstance(datasets, list) else [datasets]
+            self.datasets = list(datasets) if isinstance(datasets, list) else [datasets]
         for dataset in self.datasets:
             if pipeline_mode:
                 dataset.load_data()
@@ -160,10 +281,14 @@ class BaseModelImplementation(BaseModelValidator, ABC):
             self.validate_dataset(dataset)
         for dataset in self.datasets:
             self.download_model_weights(dataset)
+            check = getattr(self, "vocabulary_reasons", None)
+            reasons = check(dataset) if callable(check) else []
+            if reasons:
+                raise ValueError("; ".join(reasons))
+        for dataset in self.datasets:
             self.run_model(dataset)
         if pipeline_mode:
-            if not self.args.output:
-                raise ValueError("--output is required when run() is given no datasets")
-            write_model_output(self.datasets[0], self, Path(self.args.output))
+            for dataset, output in zip(self.datasets, self.output_paths(len(self.datasets))):
+                write_model_output(dataset, self, Path(output))
             return None
         return self.datasets if isinstance(datasets, list) else self.datasets[0]

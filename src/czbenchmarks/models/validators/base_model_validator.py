@@ -14,7 +14,14 @@ class BaseModelValidator(ABC):
     """Checks a dataset against a model's requirements.
 
     Subclasses set ``dataset_type`` and ``model_type`` and implement ``_validate_dataset``
-    (raise ``ValueError``) plus the ``inputs``/``outputs`` properties.
+    (raise ``ValueError``) plus the ``inputs``/``outputs`` properties. A model mixes its
+    validator in before :class:`BaseModelImplementation`::
+
+        class MyModel(MyValidator, BaseModelImplementation): ...
+
+    Differences from the reference (its known defects): a dataset of a *subclass* of
+    ``dataset_type`` is accepted (the reference compared exact classes), and
+    :meth:`incompatibility_reasons` lists every reason instead of stopping at the first.
     """
 
     dataset_type: ClassVar[Type[BaseDataset]]
@@ -42,16 +49,16 @@ class BaseModelValidator(ABC):
         """Model-specific checks; raise ``ValueError`` when the dataset does not fit."""
 
     def validate_dataset(self, dataset: BaseDataset) -> None:
-        """Raise ``ValueError`` with every reason the dataset does not fit this model."""
+        """Raise ``ValueError`` with every reason the dataset does not fit this model (``"; "``-joined)."""
         reasons = self.incompatibility_reasons(dataset)
         if reasons:
             raise ValueError("; ".join(reasons))
 
     def incompatibility_reasons(self, dataset: BaseDataset) -> List[str]:
-        """Every reason the dataset does not fit (empty: compatible).
+        """Every reason the dataset does not fit (empty list: compatible).
 
-        A dataset of a *subclass* of ``dataset_type`` is accepted (the reference required the
-        exact class, so a perturbation dataset failed a single-cell validator).
+        Order: dataset type (``isinstance``, so subclasses pass), required inputs, then the
+        validator's own checks (:meth:`_reasons`).
         """
         if not isinstance(dataset, self.dataset_type):
             return [
@@ -63,7 +70,7 @@ class BaseModelValidator(ABC):
         return self._reasons(dataset)
 
     def _reasons(self, dataset: BaseDataset) -> List[str]:
-        """Collect the reasons from ``_validate_dataset``; subclasses may list several at once."""
+        """The validator's own reasons; by default the ``ValueError`` of ``_validate_dataset``."""
         try:
             self._validate_dataset(dataset)
         except ValueError as err:

@@ -1,26 +1,85 @@
-"""``BaseSingleCellValidator``: organism, obs/var keys and gene naming of a single-cell dataset."""
+"""``BaseSingleCellValidator``: organism, obs/var keys, gene naming and vocabulary of a single-cell dataset."""
 
 from __future__ import annotations
 
-from typing import ClassVar, List
+import logging
+import math
+import os
+from pathlib import Path
+from typing import ClassVar, Iterable, List, Optional, Set, Union
 
 from ...datasets.base import BaseDataset
-from ...datasets.checks import find_gene_ids, gene_name_error
+from ...datasets.checks import find_gene_ids, gene_name_error, gene_prefix_detail
 from ...datasets.single_cell import SingleCellDataset
 from ...datasets.types import Organism
 from .base_model_validator import BaseModelValidator
+
+logger = logging.getLogger(__name__)
+
+
+def read_vocabulary(path: Union[str, os.PathLike]) -> Set[str]:
+    """The gene names of a vocabulary file.
+
+    Formats: ``.json`` (a list, or a dict whose keys are the genes, as scGPT's ``vocab.json``),
+    ``.pkl``/``.pickle`` (a dict or list, as Geneformer's token dictionary — only for files
+    shipped with the model's own weights), ``.csv``/``.tsv`` (the first column, header skipped
+    when it is not a gene), anything else: one gene per line. Optionally gzip-compressed.
+    """
+    import gzip
+    import json
+
+    path = Path(path)
+    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    opener = gzip.open if path.name.endswith(".gz") else open
+    if name.endswith((".pkl", ".pickle")):
+        import pickle
+
+        with opener(path, "rb") as handle:
+            data = pickle.load(handle)  # noqa: S301 - the model's own weights
+        return {str(k) for k in data}
+    with opener(path, "rt") as handle:
+        text = handle.read()
+    if name.endswith(".json"):
+        data = json.loads(text)
+        return {str(k) for k in data}
+    lines = [line for line in text.splitlines() if line.strip()]
+    if name.endswith((".csv", ".tsv")):
+        sep = "\t" if name.endswith(".tsv") else ","
+        cells = [line.split(sep)[0].strip().strip('"') for line in lines]
+        return set(cells)
+    return {line.strip() for line in lines}
 
 
 class BaseSingleCellValidator(BaseModelValidator):
     """Validator for models that take a :class:`SingleCellDataset`.
 
     Subclasses set ``available_organisms``, ``required_obs_keys`` and ``required_var_keys``.
+    Optional class variables:
+
+    ``requires_raw_counts``
+        the model needs integer counts; the pipeline's VALIDATE marks datasets whose X holds
+        normalised values as incompatible.
+    ``vocabulary_file``
+        a file in the model's weights listing the genes it knows (see :func:`read_vocabulary`);
+        with ``min_vocabulary_overlap`` a dataset sharing too few genes is incompatible.
+    ``vocabulary_var_key``
+        what to match against the vocabulary: ``None`` for the organism-prefixed gene IDs
+        (``var_names`` or ``var['ensembl_id']``), or a var column such as ``feature_name``.
+    ``min_vocabulary_overlap``
+        an ``int``: at least that many dataset genes in the vocabulary; a ``float`` in (0, 1]:
+        at least that fraction of the dataset's genes.
     """
 
     dataset_type = SingleCellDataset
     available_organisms: ClassVar[List[Organism]]
     required_obs_keys: ClassVar[List[str]]
     required_var_keys: ClassVar[List[str]]
+    requires_raw_counts: ClassVar[bool] = False
+    vocabulary_file: ClassVar[Optional[str]] = None
+    vocabulary_var_key: ClassVar[Optional[str]] = None
+    min_vocabulary_overlap: ClassVar[Union[int, float]] = 1
+    #: Set by the caller (e.g. VALIDATE) to a vocabulary file it located; wins over the search.
+    vocabulary_path: Optional[Path] = None
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -30,17 +89,13 @@ class BaseSingleCellValidator(BaseModelValidator):
             if not hasattr(cls, attr):
                 raise TypeError(f"Can't instantiate {cls.__name__} without {attr} class variable")
 
-    def _validate_dataset(self, dataset: BaseDataset) -> None:
-        reasons = self._reasons(dataset)
-        if reasons:
-            raise ValueError(reasons[0])
-
-    def _reasons(self, dataset: BaseDataset) -> List[str]:
+    # -- the reference's checks (organism, obs keys, var keys) plus gene naming ----------------
+    def single_cell_reasons(self, dataset: BaseDataset) -> List[str]:
+        """Every reason among: organism, obs keys, var keys, organism gene-ID prefix."""
         reasons: List[str] = []
         if dataset.organism not in self.available_organisms:
-            reasons.append(
-                f"Dataset organism {dataset.organism} is not supported for {self.__class__.__name__}"
-            )
+            # The reference forgot the f-prefix on the second half and printed the braces.
+            reasons.append(f"Dataset organism {dataset.organism} is not supported for {self.__class__.__name__}")
         adata = dataset.adata
         missing_obs = [key for key in self.required_obs_keys if key not in adata.obs.columns]
         if missing_obs:
@@ -49,5 +104,92 @@ class BaseSingleCellValidator(BaseModelValidator):
         if missing_var:
             reasons.append(f"Missing required var keys: {missing_var}")
         if find_gene_ids(adata.var_names, adata.var, dataset.organism).ids is None:
-            reasons.append(gene_name_error(dataset.organism))
+            detail = gene_prefix_detail(adata.var_names, adata.var, dataset.organism)
+            reasons.append(f"{gene_name_error(dataset.organism)} ({detail})")
         return reasons
+
+    def _validate_dataset(self, dataset: BaseDataset) -> None:
+        """Raise ``ValueError`` with the reasons of :meth:`single_cell_reasons`."""
+        reasons = self.single_cell_reasons(dataset)
+        if reasons:
+            raise ValueError("; ".join(reasons))
+
+    def _reasons(self, dataset: BaseDataset) -> List[str]:
+        # A subclass that overrides _validate_dataset (usually calling super) is honoured;
+        # otherwise every base reason is listed separately.
+        if type(self)._validate_dataset is BaseSingleCellValidator._validate_dataset:
+            return self.single_cell_reasons(dataset)
+        return super()._reasons(dataset)
+
+    # -- vocabulary overlap (optional) ---------------------------------------------------------
+    def vocabulary_search_dirs(self) -> List[Path]:
+        """Folders searched for ``vocabulary_file``: the weights folder in use, then ``--weights_dir``."""
+        dirs: List[Path] = []
+        for value in (getattr(self, "model_weights_dir", None), getattr(getattr(self, "args", None), "weights_dir", None)):
+            if value:
+                dirs.append(Path(value))
+        return dirs
+
+    def find_vocabulary_file(self) -> Optional[Path]:
+        """The vocabulary file if it is available locally now (``None`` otherwise or when none is declared)."""
+        if self.vocabulary_path is not None:
+            return Path(self.vocabulary_path) if Path(self.vocabulary_path).is_file() else None
+        if not self.vocabulary_file:
+            return None
+        if os.path.isabs(self.vocabulary_file):
+            path = Path(self.vocabulary_file)
+            return path if path.is_file() else None
+        for folder in self.vocabulary_search_dirs():
+            path = folder / self.vocabulary_file
+            if path.is_file():
+                return path
+        return None
+
+    def load_vocabulary(self) -> Optional[Set[str]]:
+        """The model's gene vocabulary, or ``None`` when it cannot be read yet (override to supply one)."""
+        path = self.find_vocabulary_file()
+        return read_vocabulary(path) if path is not None else None
+
+    def dataset_genes(self, dataset: BaseDataset) -> List[str]:
+        """The dataset's genes as matched against the vocabulary (see ``vocabulary_var_key``)."""
+        adata = dataset.adata
+        if self.vocabulary_var_key:
+            if self.vocabulary_var_key not in adata.var.columns:
+                return []
+            return [str(g) for g in adata.var[self.vocabulary_var_key]]
+        found = find_gene_ids(adata.var_names, adata.var, dataset.organism)
+        ids = found.ids if found.ids is not None else adata.var_names
+        # Versioned Ensembl IDs (ENSG...15.3) match their unversioned vocabulary entries.
+        return [str(g).split(".")[0] if str(g).startswith("ENS") else str(g) for g in ids]
+
+    def vocabulary_overlap(self, dataset: BaseDataset, vocabulary: Iterable[str]) -> int:
+        """How many of the dataset's distinct genes are in ``vocabulary``."""
+        vocab = vocabulary if isinstance(vocabulary, (set, frozenset)) else set(vocabulary)
+        return sum(1 for gene in set(self.dataset_genes(dataset)) if gene in vocab)
+
+    def vocabulary_reasons(self, dataset: BaseDataset) -> List[str]:
+        """A reason when too few of the dataset's genes are in the model's vocabulary.
+
+        Returns ``[]`` when the model declares no vocabulary or it is not available locally
+        yet (the check then runs again in ``run()`` once the weights are in place).
+        """
+        vocabulary = self.load_vocabulary()
+        if vocabulary is None:
+            logger.info("vocabulary of %s not available yet; overlap not checked", type(self).__name__)
+            return []
+        genes = set(self.dataset_genes(dataset))
+        overlap = self.vocabulary_overlap(dataset, vocabulary)
+        minimum = self.min_vocabulary_overlap
+        if isinstance(minimum, float) and 0 < minimum <= 1:
+            needed = max(1, math.ceil(minimum * len(genes)))
+            rule = f"{minimum:.0%} of its {len(genes)} genes"
+        else:
+            needed = int(minimum)
+            rule = f"{needed} genes"
+        if overlap >= needed:
+            return []
+        key = f"var['{self.vocabulary_var_key}']" if self.vocabulary_var_key else "gene IDs"
+        return [
+            f"only {overlap} of {len(genes)} genes ({key}) are in the model's vocabulary "
+            f"({len(vocabulary)} genes); at least {rule} needed"
+        ]

@@ -1,0 +1,280 @@
+"""Open h5ad files cheaply: metadata in memory, X left on disk.
+
+``anndata.read_h5ad(path, backed="r")`` keeps only X on disk; ``layers``, ``obsm``, ``obsp``,
+``raw`` and ``uns`` are still read into memory, which for a million-cell atlas can be
+gigabytes. :func:`open_backed` reads ``obs`` and ``var`` only and attaches X in backed mode,
+so a check costs the metadata plus the rows of X it actually reads.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, List, Tuple, Union
+
+
+class H5adError(ValueError):
+    """A file that is not a readable h5ad; the message is one line naming the file and the problem."""
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _read_elem():
+    try:  # anndata >= 0.11
+        from anndata.io import read_elem
+    except ImportError:  # pragma: no cover - older anndata
+        from anndata.experimental import read_elem
+    return read_elem
+
+
+def x_shape(group: Any) -> Tuple[int, int]:
+    """Shape of the X element of an open h5ad (dense dataset or sparse group)."""
+    import h5py
+
+    if isinstance(group, h5py.Dataset):
+        return tuple(int(n) for n in group.shape)  # type: ignore[return-value]
+    shape = group.attrs.get("shape", group.attrs.get("h5sparse_shape"))
+    if shape is None:
+        raise H5adError("X has no shape attribute")
+    return int(shape[0]), int(shape[1])
+
+
+def _check_file(path: Path) -> None:
+    """Raise :class:`H5adError` unless ``path`` is a non-empty HDF5 file."""
+    import h5py
+
+    if not path.exists():
+        raise H5adError(f"file not found: {path}")
+    if not path.is_file():
+        raise H5adError(f"not a file: {path}")
+    if path.stat().st_size == 0:
+        raise H5adError(f"empty file: {path.name}")
+    if not h5py.is_hdf5(path):
+        raise H5adError(f"not an HDF5/h5ad file: {path.name}")
+
+
+def open_backed(path: Union[str, os.PathLike]):
+    """An AnnData with ``obs`` and ``var`` in memory and X in backed (read-only) mode.
+
+    Nothing else (layers, obsm, raw, uns) is read. Close it with ``adata.file.close()``.
+
+    Raises:
+        H5adError: (a ``ValueError``) for a missing path, a folder, a non-HDF5 file, a truncated
+            or corrupt file, or an h5ad whose X does not match its obs/var.
+    """
+    import anndata as ad
+    import h5py
+
+    path = Path(path)
+    _check_file(path)
+    try:
+        with h5py.File(path, "r") as handle:
+            if "X" not in handle:
+                raise H5adError(f"{path.name} has no X matrix")
+            shape = x_shape(handle["X"])
+            read_elem = _read_elem()
+            obs = read_elem(handle["obs"])
+            var = read_elem(handle["var"])
+    except H5adError:
+        raise
+    except Exception as err:
+        # Files written by old anndata versions: let anndata's own backed reader try.
+        try:
+            return ad.read_h5ad(path, backed="r")
+        except Exception:
+            raise H5adError(f"unreadable h5ad (truncated or corrupt?): {path.name}: {_first_line(err)}") from None
+    if shape != (len(obs), len(var)):
+        raise H5adError(
+            f"{path.name}: X has shape {shape} but obs has {len(obs)} rows and var {len(var)} rows"
+        )
+    try:
+        return ad.AnnData(obs=obs, var=var, filename=path, filemode="r")
+    except Exception as err:
+        raise H5adError(f"unreadable h5ad (truncated or corrupt?): {path.name}: {_first_line(err)}") from None
+
+
+def close_backed(adata: Any) -> None:
+    """Close the file behind a backed AnnData (no-op for in-memory ones)."""
+    manager = getattr(adata, "file", None)
+    if manager is not None and getattr(adata, "isbacked", False):
+        try:
+            manager.close()
+        except Exception:  # pragma: no cover - closing is best effort
+            pass
+
+
+# -- the validation view: column arrays, var, and a sample of cells --------------------------------
+@dataclass
+class H5adView:
+    """What the validation gate reads from an h5ad.
+
+    ``obs`` holds every obs column of every cell as arrays, with a positional index (cell
+    names are not read: no check needs them, and a million Python strings would cost more
+    than everything else together). ``sample`` is an in-memory AnnData of ``rows`` — real
+    cell names, every obs column, every gene, their X — which is what model validators see.
+    """
+
+    path: Path
+    n_obs: int
+    n_vars: int
+    obs: Any
+    var: Any
+    sample: Any
+    rows: Any
+
+    @property
+    def sampled_cells(self) -> int:
+        """How many cells' rows of X were read."""
+        return len(self.rows)
+
+
+def sample_row_blocks(n_rows: int, max_cells: int = 2000, n_blocks: int = 8) -> List[Tuple[int, int]]:
+    """Up to ``n_blocks`` contiguous ``(start, stop)`` row blocks, evenly spread, ``max_cells`` rows in all.
+
+    All rows when ``n_rows <= max_cells``. Contiguous blocks read far faster than scattered rows.
+    """
+    import numpy as np
+
+    if n_rows <= 0 or max_cells <= 0:
+        return []
+    if n_rows <= max_cells:
+        return [(0, n_rows)]
+    count = min(n_blocks, max_cells)
+    block = max_cells // count
+    starts = np.unique(np.linspace(0, n_rows - block, count).astype(int))
+    blocks: List[Tuple[int, int]] = []
+    for start in starts:
+        start = max(int(start), blocks[-1][1] if blocks else 0)
+        stop = min(start + block, n_rows)
+        if stop > start:
+            blocks.append((start, stop))
+    return blocks
+
+
+def _read_obs_columns(group: Any) -> Any:
+    """Every column of an on-disk dataframe, positional index (the index itself is not read)."""
+    import pandas as pd
+
+    read_elem = _read_elem()
+    order = [str(c) for c in group.attrs.get("column-order", [])]
+    n_rows = None
+    columns = {}
+    for name in order:
+        values = read_elem(group[name])
+        columns[name] = values
+        n_rows = len(values)
+    if n_rows is None:
+        index_key = group.attrs.get("_index", "_index")
+        n_rows = len(group[index_key])
+    return pd.DataFrame(columns, index=pd.RangeIndex(n_rows))[order] if order else pd.DataFrame(index=pd.RangeIndex(n_rows))
+
+
+def _read_index_rows(group: Any, blocks: List[Tuple[int, int]]) -> List[str]:
+    """The names (dataframe index) of the rows in ``blocks``."""
+    dataset = group[group.attrs.get("_index", "_index")]
+    names: List[str] = []
+    for start, stop in blocks:
+        try:
+            part = dataset.asstr()[start:stop]
+        except (TypeError, AttributeError):
+            part = dataset[start:stop]
+        names.extend(str(n) for n in part)
+    return names
+
+
+def _x_rows(x: Any, blocks: List[Tuple[int, int]], n_vars: int) -> Any:
+    """Rows of X in ``blocks`` as a CSR matrix (dense X is converted)."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    parts = []
+    for start, stop in blocks:
+        part = x[start:stop]
+        parts.append(part if sp.issparse(part) else sp.csr_matrix(np.asarray(part)))
+    if not parts:
+        return sp.csr_matrix((0, n_vars), dtype=np.float32)
+    return sp.vstack(parts, format="csr")
+
+
+def view_from_anndata(adata: Any, max_cells: int = 2000, path: Union[str, os.PathLike] = "") -> H5adView:
+    """The validation view of an AnnData already open (in memory or backed)."""
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+
+    blocks = sample_row_blocks(adata.n_obs, max_cells)
+    rows = np.concatenate([np.arange(a, b) for a, b in blocks]) if blocks else np.empty(0, dtype=int)
+    X = _x_rows(adata.X, blocks, adata.n_vars) if adata.n_vars else None
+    obs = adata.obs.reset_index(drop=True)
+    sample_obs = adata.obs.iloc[rows].copy()
+    sample = ad.AnnData(X=X, obs=sample_obs, var=adata.var.copy()) if X is not None else \
+        ad.AnnData(obs=sample_obs, var=adata.var.copy())
+    return H5adView(Path(path), int(adata.n_obs), int(adata.n_vars), obs, adata.var, sample, rows)
+
+
+def read_view(path: Union[str, os.PathLike], max_cells: int = 2000) -> H5adView:
+    """Read what validation needs from an h5ad: obs columns, var, and ``max_cells`` rows of X.
+
+    X is read through anndata's backed sparse dataset (or the dense HDF5 dataset), a few
+    contiguous blocks at a time; layers, obsm, raw and uns are never read.
+
+    Raises:
+        H5adError: (a ``ValueError``) naming the file: missing, a folder, empty, not HDF5,
+            truncated or corrupt, no X, or X not matching obs/var.
+    """
+    import anndata as ad
+    import h5py
+    import numpy as np
+
+    path = Path(path)
+    _check_file(path)
+    try:
+        handle = h5py.File(path, "r")
+    except Exception as err:
+        raise H5adError(f"unreadable h5ad (truncated or corrupt?): {path.name}: {_first_line(err)}") from None
+    with handle:
+        if "X" not in handle:
+            raise H5adError(f"{path.name} has no X matrix")
+        try:
+            shape = x_shape(handle["X"])
+            obs = _read_obs_columns(handle["obs"])
+            var = _read_elem()(handle["var"])
+        except H5adError:
+            raise
+        except Exception as err:
+            try:  # files written by old anndata versions: anndata's own backed reader
+                adata = ad.read_h5ad(path, backed="r")
+            except Exception:
+                raise H5adError(
+                    f"unreadable h5ad (truncated or corrupt?): {path.name}: {_first_line(err)}"
+                ) from None
+            try:
+                return view_from_anndata(adata, max_cells, path)
+            finally:
+                close_backed(adata)
+        if shape != (len(obs), len(var)):
+            raise H5adError(f"{path.name}: X has shape {shape} but obs has {len(obs)} rows and var {len(var)} rows")
+        blocks = sample_row_blocks(shape[0], max_cells)
+        try:
+            group = handle["X"]
+            if isinstance(group, h5py.Group):
+                try:
+                    from anndata.io import sparse_dataset
+                except ImportError:  # pragma: no cover - older anndata
+                    from anndata.experimental import sparse_dataset
+                x = sparse_dataset(group)
+            else:
+                x = group
+            X = _x_rows(x, blocks, shape[1]) if shape[1] else None
+            names = _read_index_rows(handle["obs"], blocks)
+        except Exception as err:
+            raise H5adError(f"X cannot be read (truncated or corrupt file?): {path.name}: {_first_line(err)}") from None
+    rows = np.concatenate([np.arange(a, b) for a, b in blocks]) if blocks else np.empty(0, dtype=int)
+    sample_obs = obs.iloc[rows].copy()
+    sample_obs.index = names
+    sample = ad.AnnData(X=X, obs=sample_obs, var=var) if X is not None else ad.AnnData(obs=sample_obs, var=var)
+    return H5adView(path, shape[0], shape[1], obs, var, sample, rows)

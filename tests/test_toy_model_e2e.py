@@ -1,0 +1,117 @@
+"""End-to-end: a model written as czbenchmarks' developer guide shows joins the pipeline with
+one registry entry and its bin/ script — nothing else changes.
+
+In a copy of the repository the test adds tests/toy_model/ the way docs/adding_a_model.md
+describes (bin/toy_model.py, containers/toy/{config.yaml,requirements.txt,Dockerfile,weights/},
+one entry in conf/models.yaml), runs `nextflow run main.nf -profile test --models toy` there and
+reads the toy rows from benchmark_results.json.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+from typing import Dict, Optional
+
+import pytest
+
+from conftest import ROOT, NextflowRun, nextflow_binary
+
+pytestmark = pytest.mark.e2e
+
+TOY = Path(__file__).resolve().parent / "toy_model"
+
+#: Never copied: environments, Nextflow state and outputs, the (large) Nextflow JARs.
+_SKIP_TOP = {".venv", ".git", "work", "results", ".nextflow", ".nxf-home", ".pytest_cache"}
+
+
+def _ignore(folder: str, names):
+    rel = Path(folder).resolve().relative_to(ROOT)
+    skipped = {n for n in names if n.startswith(".nextflow.log") or n == "__pycache__" or n.endswith(".egg-info")}
+    if rel == Path("."):
+        skipped |= {n for n in names if n in _SKIP_TOP}
+    if rel == Path("tools"):
+        skipped |= {"nextflow-lib"}
+    if rel == Path("bench"):
+        skipped |= {"out"}
+    return skipped
+
+
+def copy_repo(dest: Path) -> Path:
+    """A copy of the working tree (code, configs, test assets) without environments or run state."""
+    shutil.copytree(ROOT, dest, ignore=_ignore, symlinks=True)
+    return dest
+
+
+def run_nextflow_in(repo: Path, launch_dir: Path, *args: str, timeout: int = 1500,
+                    env: Optional[Dict[str, str]] = None) -> NextflowRun:
+    """`nextflow run <repo>/main.nf` in ``launch_dir`` (offline, no plugins), the JARs of this checkout."""
+    launch_dir.mkdir(parents=True, exist_ok=True)
+    run_env = dict(os.environ)
+    run_env.update(
+        NXF_HOME=str(launch_dir / ".nxf-home"),
+        NXF_OFFLINE="true",
+        NXF_PLUGINS_DEFAULT="false",
+        NXF_ANSI_LOG="false",
+        NXF_OPTS="-Xms256m -Xmx1g",
+        NXF_LIB_DIR=str(ROOT / "tools" / "nextflow-lib"),
+    )
+    run_env.pop("TOWER_ACCESS_TOKEN", None)
+    run_env.update(env or {})
+    outdir = launch_dir / "results"
+    cmd = [nextflow_binary(), "run", str(repo / "main.nf"), "--outdir", str(outdir), *args]
+    proc = subprocess.run(cmd, cwd=launch_dir, env=run_env, capture_output=True, text=True, timeout=timeout)
+    return NextflowRun(proc, launch_dir, outdir)
+
+
+def add_toy_model(repo: Path) -> None:
+    """Add the toy model exactly as docs/adding_a_model.md says: script, container folder, registry entry."""
+    script = repo / "bin" / "toy_model.py"
+    shutil.copy2(TOY / "toy_model.py", script)
+    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    container = repo / "containers" / "toy"
+    container.mkdir(parents=True)
+    for name in ("config.yaml", "requirements.txt", "Dockerfile"):
+        shutil.copy2(TOY / name, container / name)
+    shutil.copytree(TOY / "weights", container / "weights")
+    registry = repo / "conf" / "models.yaml"
+    registry.write_text(registry.read_text().rstrip("\n") + "\n" + (TOY / "registry_entry.yaml").read_text())
+
+
+def test_toy_model_joins_pipeline_with_one_registry_entry(tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    before = {p.relative_to(repo) for p in repo.rglob("*") if p.is_file()}
+    add_toy_model(repo)
+    after = {p.relative_to(repo) for p in repo.rglob("*") if p.is_file()}
+    added = after - before
+    # Only the script, the container folder and the registry edit: no workflow/module/config change.
+    assert all(str(p).startswith(("bin/toy_model.py", "containers/toy/")) for p in added), added
+
+    launch = tmp_path / "launch"
+    run = run_nextflow_in(repo, launch, "-profile", "test", "--models", "toy",
+                          "--tasks", "clustering", "--weights_cache", str(launch / "weights_cache"))
+    assert run.returncode == 0, run.explain()
+
+    results = run.results()
+    toy_rows = [r for r in results["results"] if r["model"] == "toy" and r["dataset"] == "pbmc68k"]
+    assert toy_rows, results
+    assert all(r["model_type"] == "TOY" and r["variant"] == "toy_v1" for r in toy_rows)
+    ari = {r["metric"]: r["value"] for r in toy_rows if r["task"] == "clustering"}
+    assert "adjusted_rand_index" in ari and -1.0 <= ari["adjusted_rand_index"] <= 1.0
+    # The toy weights went through FETCH_WEIGHTS: the row carries their checksums.
+    assert "projection.json=" in toy_rows[0]["weights_sha256"]
+    # Other test datasets may be skipped for the toy (e.g. mouse genes outside its human
+    # vocabulary), each with a reason naming it; the human PBMC dataset is not.
+    toy_skipped = [s for s in results["skipped"] if s["model"] == "toy"]
+    assert not [s for s in toy_skipped if s["dataset"] == "pbmc68k"], toy_skipped
+    assert all(f"dataset '{s['dataset']}'" in " ".join(s["reasons"]) for s in toy_skipped), toy_skipped
+    # The published output keeps every input cell, in order.
+    import anndata as ad
+
+    out = ad.read_h5ad(run.outdir / "outputs" / "pbmc68k" / "pbmc68k.toy.h5ad")
+    source = ad.read_h5ad(ROOT / "assets" / "test" / "pbmc68k_test.h5ad", backed="r")
+    assert list(out.obs_names) == list(source.obs_names)
+    assert out.obsm["X_emb"].shape == (source.n_obs, 8)
