@@ -59,7 +59,8 @@ def test_awsbatch_profile_uses_batch_with_gpu_queue_and_cli():
     lines = "\n".join(flat_config("awsbatch"))
     assert "process.executor = 'awsbatch'" in lines
     assert "aws.batch.cliPath" in lines and "aws.region" in lines
-    assert "process.'withLabel:process_gpu'.accelerator = 1" in lines
+    assert "process.'withLabel:process_gpu'.accelerator = { workflow.profile.tokenize(',').intersect(['gpu', 'awsbatch']) ? 1 : null }" in lines
+    assert "process.'withLabel:process_gpu'.queue = { params.awsqueue_gpu ?: params.awsqueue }" in lines
 
 
 def test_every_process_has_a_pinned_container(tmp_path):
@@ -169,7 +170,8 @@ def test_stub_run_with_the_gpu_profile_resources(tmp_path):
     trace = run.trace()
     gpu_tasks = [row for row in trace if row["process"].endswith("RUN_MODEL")]
     assert gpu_tasks and all(row["status"] == "COMPLETED" for row in trace)
-    # process_gpu asks for 8 CPUs and 48 GB; resourceLimits (here 2 CPUs, 6 GB) caps them.
+    # process_gpu asks for 8 CPUs and 48 GB; resourceLimits (here 2 CPUs, 6 GB) caps them. The gpu
+    # profile must add its GPU request without dropping the label's resources.
     assert {row["cpus"] for row in gpu_tasks} == {"2"}
     assert {row["memory"] for row in gpu_tasks} == {"6 GB"}
 
