@@ -1,48 +1,61 @@
 #!/usr/bin/env python3
-"""EVALUATE: score one model output with one task; writes a metrics JSON."""
+"""EVALUATE: score one model output (several for cross_species) with one task; writes a metrics JSON.
+
+A task that cannot be scored writes a document with ``status: "error"`` and the reason and exits 0,
+so that the report lists the failure next to the results; ``--strict`` exits 1 instead.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
-from czbenchmarks.constants import EMBEDDED_OBS_KEY
-from czbenchmarks.outputs import read_embedding
-from czbenchmarks.provenance import software_versions
-from czbenchmarks.tasks.embedding_tasks import run_embedding_task
+from czbenchmarks.tasks.evaluate import INPUT_KINDS, evaluate
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--output_h5ad", required=True, type=Path, help="model or baseline output")
     parser.add_argument("--task", required=True)
-    parser.add_argument("--dataset_id", required=True)
+    parser.add_argument("--outputs", "--output_h5ad", dest="outputs", nargs="+", required=True, type=Path,
+                        help="model/baseline output h5ad(s); the dataset h5ad for --input_kind expression")
+    parser.add_argument("--dataset_ids", "--dataset_id", dest="dataset_ids", nargs="+", required=True)
+    parser.add_argument("--organisms", nargs="*", default=[], help="one per output (cross_species)")
+    parser.add_argument("--datasets", nargs="*", default=[], type=Path,
+                        help="dataset h5ad (alignment check; perturbation truth)")
     parser.add_argument("--model", required=True)
-    parser.add_argument("--label_key", required=True)
+    parser.add_argument("--variant", default="")
+    parser.add_argument("--input_kind", default="embedding", choices=INPUT_KINDS)
+    parser.add_argument("--label_key", default="")
+    parser.add_argument("--batch_key", default="")
+    parser.add_argument("--condition_key", default="condition")
+    parser.add_argument("--split_key", default="split")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--strict", action="store_true", help="exit 1 when the task fails")
     parser.add_argument("--output", required=True, type=Path)
     args = parser.parse_args()
 
-    obs, embedding, provenance = read_embedding(args.output_h5ad)
-    embedded = obs[EMBEDDED_OBS_KEY].to_numpy() if EMBEDDED_OBS_KEY in obs.columns else None
-    result = run_embedding_task(args.task, obs, embedding, args.label_key, seed=args.seed, embedded=embedded)
-    result.update(
-        dataset=args.dataset_id,
-        model=args.model,
-        model_type=provenance.get("model_type", ""),
-        variant=provenance.get("variant") or "",
-        provenance=provenance,
-        evaluation_software=software_versions(),
+    doc = evaluate(
+        task=args.task, outputs=args.outputs, dataset_ids=args.dataset_ids, model=args.model,
+        label_key=args.label_key, batch_key=args.batch_key.split(";")[0] if args.batch_key else "",
+        condition_key=args.condition_key, split_key=args.split_key, organisms=args.organisms,
+        datasets=args.datasets, variant=args.variant, input_kind=args.input_kind, seed=args.seed,
     )
-    tmp = args.output.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=str))
+    tmp = args.output.with_name(f".{args.output.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str))
     tmp.replace(args.output)
-    for metric in result["metrics"]:
-        print(f"{args.dataset_id} {args.model} {args.task} {metric['metric_type']} = {metric['value']:.4f}")
+    name = f"{doc['dataset']} {args.model}{':' + doc['variant'] if doc['variant'] else ''} {args.task}"
+    if doc["status"] != "ok":
+        print(f"{name}: FAILED: {doc['error']}", file=sys.stderr)
+        return 1 if args.strict else 0
+    for metric in doc["metrics"]:
+        value = "n/a" if metric["value"] is None else f"{metric['value']:.4f}"
+        print(f"{name} {metric['metric_type']} {json.dumps(metric['params'], sort_keys=True)} = {value}")
+    return 0
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
-    main()
+    sys.exit(main())

@@ -80,3 +80,12 @@ def run_nextflow(launch_dir: Path, *args: str, timeout: int = 1500, env: Dict[st
     cmd = [nextflow_binary(), "run", str(ROOT / "main.nf"), "--outdir", str(outdir), *args]
     proc = subprocess.run(cmd, cwd=launch_dir, env=run_env, capture_output=True, text=True, timeout=timeout)
     return NextflowRun(proc, launch_dir, outdir)
+
+
+@pytest.fixture(scope="session")
+def test_profile_run(tmp_path_factory) -> NextflowRun:
+    """One real `nextflow run main.nf -profile test`, shared by the end-to-end tests that only read it."""
+    launch = tmp_path_factory.mktemp("test_profile")
+    run = run_nextflow(launch, "-profile", "test", "--weights_cache", str(launch / "weights_cache"))
+    assert run.returncode == 0, run.explain()
+    return run

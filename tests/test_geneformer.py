@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import subprocess
 import sys
 import tracemalloc
@@ -22,7 +21,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from conftest import BIN, ROOT, TEST_H5AD, TEST_WEIGHTS, run_nextflow
+from conftest import BIN, ROOT, TEST_H5AD, TEST_WEIGHTS
 from czbenchmarks.models.geneformer import (
     GeneDictionaries,
     RankValueTokenizer,
@@ -462,14 +461,3 @@ def test_tiny_checkpoints_are_laid_out_like_fetched_weights():
 
 
 # -- end to end ------------------------------------------------------------------------------
-@pytest.mark.e2e
-def test_nextflow_test_profile_runs_geneformer(tmp_path):
-    run = run_nextflow(tmp_path, "-profile", "test", "--models", "geneformer", "--weights_cache", str(tmp_path / "wc"))
-    assert run.returncode == 0, run.explain()
-    rows = [r for r in run.results()["results"] if r["model"] == "geneformer"]
-    assert rows, run.results()
-    assert {r["variant"] for r in rows} == {V2}
-    assert all(math.isfinite(r["value"]) for r in rows if isinstance(r["value"], (int, float)))
-    out, provenance = read_output(run.outdir / "outputs" / "pbmc68k" / "pbmc68k.geneformer.h5ad")
-    assert out.n_obs == 700 and provenance["variant"] == V2
-    assert "model.safetensors" in provenance["weights"]["files"]

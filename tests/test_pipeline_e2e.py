@@ -17,11 +17,8 @@ PROCESSES = ["VALIDATE", "FETCH_WEIGHTS", "RUN_MODEL", "RUN_BASELINE", "EVALUATE
 
 
 @pytest.fixture(scope="module")
-def test_run(tmp_path_factory):
-    launch = tmp_path_factory.mktemp("test_profile")
-    run = run_nextflow(launch, "-profile", "test", "--weights_cache", str(launch / "weights_cache"))
-    assert run.returncode == 0, run.explain()
-    return run
+def test_run(test_profile_run):
+    return test_profile_run
 
 
 def rows_for(results: dict, dataset: str, model: str, task: str) -> dict:

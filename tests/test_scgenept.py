@@ -15,7 +15,7 @@ import anndata as ad
 import numpy as np
 import pytest
 
-from conftest import BIN, ROOT, TEST_WEIGHTS, run_nextflow
+from conftest import BIN, ROOT, TEST_WEIGHTS
 
 torch = pytest.importorskip("torch")
 try:  # scgpt imports only with the project's torchtext stand-in on the path
@@ -257,19 +257,3 @@ def test_pipeline_mode_writes_a_prediction_the_perturbation_task_scores(tmp_path
 
 
 # -- end to end ------------------------------------------------------------------------------------------
-@pytest.mark.e2e
-def test_nextflow_test_profile_runs_scgenept(tmp_path):
-    sheet = tmp_path / "samplesheet.csv"
-    sheet.write_text(
-        "id,h5ad,organism,label_key,batch_key,condition_key,split_key,tasks\n"
-        f"perturb,{PERTURB_H5AD},homo_sapiens,condition,,condition,split,perturbation\n"
-    )
-    run = run_nextflow(tmp_path, "-profile", "test", "--input", str(sheet), "--models", "scgenept",
-                       "--weights_cache", str(tmp_path / "wc"))
-    assert run.returncode == 0, run.explain()
-    rows = [r for r in run.results()["results"] if r["model"] == "scgenept"]
-    assert rows, run.results()
-    assert {r["task"] for r in rows} == {"perturbation"} and {r["variant"] for r in rows} == {VARIANT_KEY}
-    assert all(r["value"] is None or np.isfinite(r["value"]) for r in rows)
-    output = ad.read_h5ad(run.outdir / "outputs" / "perturb" / "perturb.scgenept.h5ad")
-    assert sorted(set(output.obs["condition"])) == TEST_CONDITIONS

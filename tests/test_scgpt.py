@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from conftest import BIN, TEST_H5AD, TEST_WEIGHTS, run_nextflow
+from conftest import BIN, TEST_H5AD, TEST_WEIGHTS
 
 SCGPT_WEIGHTS = TEST_WEIGHTS / "scgpt" / "human"
 SCRIPT = BIN / "scgpt_model.py"
@@ -284,13 +284,3 @@ def test_tiny_checkpoint_is_small_and_in_the_real_format():
 
 
 # -- end to end ------------------------------------------------------------------------------------------
-@pytest.mark.e2e
-def test_nextflow_test_profile_runs_scgpt(tmp_path):
-    run = run_nextflow(tmp_path, "-profile", "test", "--models", "scgpt", "--weights_cache", str(tmp_path / "wc"))
-    assert run.returncode == 0, run.explain()
-    rows = [r for r in run.results()["results"] if r["model"] == "scgpt"]
-    assert rows, run.results()
-    assert {r["model_type"] for r in rows} == {"SCGPT"} and {r["variant"] for r in rows} == {"human"}
-    assert all(np.isfinite(r["value"]) for r in rows)
-    output = ad.read_h5ad(run.outdir / "outputs" / "pbmc68k" / "pbmc68k.scgpt.h5ad")
-    assert output.obsm["X_emb"].shape == (700, 32) and output.obs["czb_embedded"].all()

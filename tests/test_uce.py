@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from conftest import BIN, ROOT, TEST_H5AD, TEST_WEIGHTS, run_nextflow
+from conftest import BIN, TEST_H5AD, TEST_WEIGHTS
 
 UCE_WEIGHTS = TEST_WEIGHTS / "uce" / "4l"
 SCRIPT = BIN / "uce_model.py"
@@ -278,17 +278,3 @@ def test_cells_without_embeddable_genes_are_recorded(tmp_path):
     assert list(np.flatnonzero(~output.obs[EMBEDDED_OBS_KEY].to_numpy())) == [4, 9]
     info = provenance(output)["run_info"]
     assert info["n_cells_dropped_no_embeddable_gene"] == 2 and info["n_cells_dropped_min_genes"] == 0
-
-
-@pytest.mark.e2e
-def test_nextflow_test_profile_runs_uce(tmp_path):
-    run = run_nextflow(tmp_path, "-profile", "test", "--models", "uce", "--weights_cache", str(tmp_path / "wc"))
-    assert run.returncode == 0, run.explain()
-    rows = [r for r in run.results()["results"] if r["model"] == "uce"]
-    assert rows, run.results()
-    assert {r["model_type"] for r in rows} == {"UCE"} and {r["variant"] for r in rows} == {"4l"}
-    assert all(np.isfinite(r["value"]) for r in rows)
-    output = ad.read_h5ad(run.outdir / "outputs" / "pbmc68k" / "pbmc68k.uce.h5ad")
-    assert output.obsm["X_emb"].shape == (700, 32) and output.obs["czb_embedded"].all()
-    mouse = ad.read_h5ad(run.outdir / "outputs" / "pbmc_mouse" / "pbmc_mouse.uce.h5ad")
-    assert provenance(mouse)["run_info"]["species"] == "mouse"

@@ -13,6 +13,8 @@ process RUN_MODEL {
     script:
     def args = task.ext.args ?: ''
     """
+    # One math-library thread per CPU the task was given (torch defaults to every core of the host).
+    export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
     ${meta.script} \\
         --input '${h5ad}' \\
         --output '${meta.id}.${meta.model}.h5ad' \\
@@ -22,6 +24,8 @@ process RUN_MODEL {
         --model_variant '${meta.variant}' \\
         --seed ${params.seed} \\
         --device ${params.device} \\
+        --condition_key '${meta.condition_key ?: 'condition'}' \\
+        --split_key '${meta.split_key ?: 'split'}' \\
         ${args}
     """
 

@@ -1,79 +1,101 @@
-"""Tasks that score a cell embedding against the dataset's labels.
+"""Tasks that score cell embeddings against the dataset's labels (czbenchmarks v0.10 parameters).
 
-Parameters and metric names follow czbenchmarks (v0.10): clustering = Leiden (igraph flavour,
-2 iterations, resolution 1) on a 15-NN graph of the embedding, scored by ARI and NMI;
-embedding = silhouette of the labels, rescaled to [0, 1] as scib-metrics' ``silhouette_label``.
+* ``clustering``: Leiden (igraph flavour, 2 iterations, resolution 1, seeded) on a 15-NN graph of the
+  embedding; ``adjusted_rand_index``, ``normalized_mutual_info`` (scikit-learn).
+* ``embedding``: ``silhouette_score`` = scib-metrics' ``silhouette_label`` (rescaled to [0, 1]).
+* ``label_prediction``: see :mod:`.label_prediction`.
+* ``integration``: ``entropy_per_cell`` of the batch labels, ``batch_silhouette`` (scib-metrics'
+  ``silhouette_batch`` of the batches within each cell label).
+* ``cross_species``: the embeddings of several datasets of different organisms made by one model,
+  stacked; ``entropy_per_cell`` of the species, ``batch_silhouette`` with species as batch.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..constants import RANDOM_SEED
+from .constants import RANDOM_SEED
+from .label_prediction import label_prediction_task
+from .metrics import silhouette_batch, entropy_per_cell, leiden_clusters, silhouette_label
+from .types import MetricResult
+
+__all__ = [
+    "MetricResult", "TASKS", "clustering_task", "embedding_task", "integration_task", "label_prediction_task",
+    "cross_species_task", "run_embedding_task", "run_cross_species_task", "leiden_clusters", "silhouette_label",
+]
 
 
-@dataclass
-class MetricResult:
-    """One metric value; ``params`` tell apart variants of the same metric (e.g. per classifier)."""
-
-    metric_type: str
-    value: float
-    params: Dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
-
-
-def leiden_clusters(
-    embedding: np.ndarray,
-    seed: int = RANDOM_SEED,
-    n_neighbors: int = 15,
-    n_iterations: int = 2,
-    resolution: float = 1.0,
-) -> np.ndarray:
-    """Leiden clusters of a kNN graph of the embedding (scanpy, seeded)."""
-    import anndata as ad
-    import scanpy as sc
-
-    adata = ad.AnnData(obs=pd.DataFrame(index=[str(i) for i in range(embedding.shape[0])]))
-    adata.obsm["emb"] = embedding
-    sc.pp.neighbors(adata, use_rep="emb", n_neighbors=n_neighbors, random_state=seed)
-    sc.tl.leiden(
-        adata, flavor="igraph", n_iterations=n_iterations, resolution=resolution,
-        random_state=seed, key_added="leiden", directed=False,
-    )
-    return adata.obs["leiden"].to_numpy()
-
-
-def clustering_task(embedding: np.ndarray, labels: np.ndarray, seed: int = RANDOM_SEED, **_: Any) -> List[MetricResult]:
+def clustering_task(embedding: np.ndarray, labels: np.ndarray, random_seed: int = RANDOM_SEED, **_: Any) -> List[MetricResult]:
+    """ARI and NMI between the labels and Leiden clusters of the embedding."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    clusters = leiden_clusters(embedding, seed=seed)
+    clusters = leiden_clusters(embedding, random_seed=random_seed)
     return [
-        MetricResult("adjusted_rand_index", float(adjusted_rand_score(labels, clusters))),
-        MetricResult("normalized_mutual_info", float(normalized_mutual_info_score(labels, clusters))),
+        MetricResult("adjusted_rand_index", adjusted_rand_score(labels, clusters)),
+        MetricResult("normalized_mutual_info", normalized_mutual_info_score(labels, clusters)),
     ]
 
 
-def silhouette_label(embedding: np.ndarray, labels: np.ndarray) -> float:
-    """Mean silhouette width of the labels rescaled to [0, 1]: (asw + 1) / 2, as scib-metrics."""
-    from sklearn.metrics import silhouette_samples
-
-    return float((np.mean(silhouette_samples(embedding, labels)) + 1) / 2)
-
-
 def embedding_task(embedding: np.ndarray, labels: np.ndarray, **_: Any) -> List[MetricResult]:
+    """Silhouette of the labels in the embedding, rescaled to [0, 1]."""
     return [MetricResult("silhouette_score", silhouette_label(embedding, labels))]
+
+
+def integration_task(
+    embedding: np.ndarray, labels: np.ndarray, batch: Optional[np.ndarray] = None,
+    random_seed: int = RANDOM_SEED, **_: Any,
+) -> List[MetricResult]:
+    """Batch mixing: entropy of batches among each cell's neighbours; batch ASW within labels."""
+    if batch is None:
+        raise ValueError("the integration task needs a batch column (samplesheet column batch_key)")
+    return [
+        MetricResult("entropy_per_cell", entropy_per_cell(embedding, batch, random_seed=random_seed)),
+        MetricResult("batch_silhouette", silhouette_batch(embedding, labels, batch)),
+    ]
+
+
+def cross_species_task(
+    embeddings: Sequence[np.ndarray], labels: Sequence[np.ndarray], organisms: Sequence[str],
+    random_seed: int = RANDOM_SEED,
+) -> List[MetricResult]:
+    """Stack the embeddings of several organisms; species mixing (entropy) and species ASW within labels."""
+    dims = {e.shape[1] for e in embeddings}
+    if len(dims) != 1:
+        raise ValueError(f"cross-species needs embeddings of one width; got widths {sorted(dims)}")
+    if len(set(organisms)) < 2:
+        raise ValueError(f"cross-species needs datasets of 2+ organisms; got {sorted(set(organisms))}")
+    stacked = np.vstack(embeddings)
+    all_labels = np.concatenate([np.asarray(lab).astype(str) for lab in labels])
+    species = np.concatenate([[org] * len(e) for e, org in zip(embeddings, organisms)])
+    return [
+        MetricResult("entropy_per_cell", entropy_per_cell(stacked, species, random_seed=random_seed)),
+        MetricResult("batch_silhouette", silhouette_batch(stacked, all_labels, species)),
+    ]
 
 
 TASKS: Dict[str, Callable[..., List[MetricResult]]] = {
     "clustering": clustering_task,
     "embedding": embedding_task,
+    "label_prediction": label_prediction_task,
+    "integration": integration_task,
 }
+
+
+def _scored_cells(obs: pd.DataFrame, embedding: np.ndarray, label_key: str, embedded: Optional[np.ndarray],
+                  batch_key: str = "") -> np.ndarray:
+    """Cells that were embedded and have a label (and a batch when asked)."""
+    for key in filter(None, (label_key, batch_key)):
+        if key not in obs.columns:
+            raise ValueError(f"column '{key}' not found in obs (columns: {', '.join(map(str, obs.columns))})")
+    if embedded is None:
+        embedded = ~np.isnan(embedding).any(axis=1)
+    keep = np.asarray(embedded, dtype=bool) & ~pd.isna(obs[label_key]).to_numpy()
+    if batch_key:
+        keep &= ~pd.isna(obs[batch_key]).to_numpy()
+    return keep
 
 
 def run_embedding_task(
@@ -83,24 +105,55 @@ def run_embedding_task(
     label_key: str,
     seed: int = RANDOM_SEED,
     embedded: Optional[np.ndarray] = None,
+    batch_key: str = "",
 ) -> Dict[str, Any]:
     """Score one embedding with one task; cells the model could not embed are left out and counted."""
     if task not in TASKS:
-        raise ValueError(f"unknown task '{task}'; known tasks: {', '.join(sorted(TASKS))}")
-    if label_key not in obs.columns:
-        raise ValueError(f"label column '{label_key}' not found in obs")
-    if embedded is None:
-        embedded = ~np.isnan(embedding).any(axis=1)
-    labels = obs[label_key].astype(str).to_numpy()
-    keep = np.asarray(embedded, dtype=bool) & ~pd.isna(obs[label_key]).to_numpy()
+        raise ValueError(f"unknown embedding task '{task}'; known tasks: {', '.join(sorted(TASKS))}")
+    if task == "integration" and not batch_key:
+        raise ValueError("the integration task needs a batch column: set batch_key in the samplesheet")
+    batch_key = batch_key if task == "integration" else ""
+    keep = _scored_cells(obs, embedding, label_key, embedded, batch_key)
     if keep.sum() < 3:
         raise ValueError(f"only {int(keep.sum())} labelled, embedded cells: too few to score")
-    metrics = TASKS[task](embedding[keep], labels[keep], seed=seed)
+    labels = obs[label_key].astype(str).to_numpy()[keep]
+    batch = obs[batch_key].astype(str).to_numpy()[keep] if batch_key else None
+    metrics = TASKS[task](embedding[keep], labels, batch=batch, random_seed=seed)
+    params: Dict[str, Any] = {"label_key": label_key}
+    if batch_key:
+        params["batch_key"] = batch_key
     return {
         "task": task,
         "seed": seed,
-        "params": {"label_key": label_key},
+        "params": params,
         "n_cells": int(len(obs)),
         "n_cells_scored": int(keep.sum()),
+        "metrics": [m.to_dict() for m in metrics],
+    }
+
+
+def run_cross_species_task(
+    parts: Sequence[Dict[str, Any]], label_key: str, seed: int = RANDOM_SEED
+) -> Dict[str, Any]:
+    """Score ``parts`` (dicts with ``obs``, ``embedding``, ``organism``, ``dataset`` and optional ``embedded``)."""
+    embeddings, labels, organisms = [], [], []
+    n_cells = 0
+    for part in parts:
+        obs, emb = part["obs"], part["embedding"]
+        n_cells += len(obs)
+        try:
+            keep = _scored_cells(obs, emb, label_key, part.get("embedded"))
+        except ValueError as err:
+            raise ValueError(f"dataset '{part['dataset']}': {err}") from None
+        embeddings.append(emb[keep])
+        labels.append(obs[label_key].astype(str).to_numpy()[keep])
+        organisms.append(str(part["organism"]))
+    metrics = cross_species_task(embeddings, labels, organisms, random_seed=seed)
+    return {
+        "task": "cross_species",
+        "seed": seed,
+        "params": {"label_key": label_key, "organisms": sorted(set(organisms))},
+        "n_cells": n_cells,
+        "n_cells_scored": int(sum(len(e) for e in embeddings)),
         "metrics": [m.to_dict() for m in metrics],
     }

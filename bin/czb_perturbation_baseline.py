@@ -1,0 +1,32 @@
+#!/usr/bin/env python3
+"""BASELINE (perturbation): predict every test condition as the control cells' mean or median.
+
+Writes a perturbation prediction h5ad (one row per test condition) scored by the perturbation task
+as model ``baseline``, variant ``control_mean`` / ``control_median``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from czbenchmarks.tasks.perturbation import BASELINE_TYPES, write_control_baseline
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--input", required=True, type=Path, help="perturbation dataset h5ad")
+    parser.add_argument("--output", required=True, type=Path)
+    parser.add_argument("--baseline_type", required=True, choices=BASELINE_TYPES)
+    parser.add_argument("--dataset_id", default="")
+    parser.add_argument("--condition_key", default="condition")
+    parser.add_argument("--split_key", default="split")
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+    write_control_baseline(args.input, args.output, args.baseline_type, args.condition_key, args.split_key,
+                           dataset_id=args.dataset_id, seed=args.seed)
+    print(f"{args.dataset_id}: wrote {args.baseline_type} predictions to {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""EVALUATE's logic: score one model output (or several, for cross-species) with one task.
+
+Inputs by kind:
+
+* ``embedding``: a model/baseline output h5ad (``obsm['X_emb']``, obs aligned to the dataset);
+* ``expression``: the dataset h5ad itself, its raw ``X`` used as the embedding (the reference's
+  label-prediction baseline, run as BASELINE variant ``raw_expression``);
+* ``prediction``: a perturbation prediction h5ad (see :mod:`.perturbation`).
+
+:func:`evaluate` never raises for bad inputs: a failure becomes a document with ``status: "error"``
+and the reason, so the report lists it instead of the run dying or hiding it.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..constants import EMBEDDED_OBS_KEY, RANDOM_SEED
+from .constants import EMBEDDING_TASKS, TASK_NAMES
+
+INPUT_KINDS = ("embedding", "expression", "prediction")
+
+
+def check_alignment(output_obs_names: Sequence[str], dataset_h5ad: Path, dataset_id: str) -> None:
+    """Raise a clear error when an output's cells are not the dataset's cells in the dataset's order."""
+    import anndata as ad
+
+    dataset = ad.read_h5ad(dataset_h5ad, backed="r")
+    try:
+        expected = dataset.obs_names.astype(str)
+    finally:
+        dataset.file.close()
+    alignment_error(list(map(str, output_obs_names)), list(expected), dataset_id, ordered=True)
+
+
+def alignment_error(got: List[str], expected: List[str], dataset_id: str, ordered: bool = True) -> None:
+    """Raise ``ValueError`` naming the dataset when ``got`` does not match ``expected`` obs_names."""
+    if got == expected:
+        return
+    got_set, expected_set = set(got), set(expected)
+    missing = [c for c in expected if c not in got_set]
+    extra = [c for c in got if c not in expected_set]
+    if not missing and not extra and len(got) == len(expected):
+        if ordered:
+            raise ValueError(f"dataset '{dataset_id}': the embedding's cells are the dataset's cells in another order")
+        return
+    dupes = len(got) - len(got_set)
+    raise ValueError(
+        f"dataset '{dataset_id}': the embedding's cells do not match the dataset's obs_names: "
+        f"{len(got)} cells given, {len(expected)} in the dataset; {len(missing)} missing"
+        + (f" (e.g. {', '.join(missing[:3])})" if missing else "")
+        + f", {len(extra)} unknown" + (f" (e.g. {', '.join(extra[:3])})" if extra else "")
+        + (f", {dupes} duplicated" if dupes else "")
+    )
+
+
+def _expression(h5ad: Path):
+    """(obs, dense raw X, provenance) of a dataset used as its own embedding."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    adata = ad.read_h5ad(h5ad)
+    X = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
+    provenance = {"model": "baseline", "model_type": "BASELINE", "variant": "raw_expression",
+                  "run_info": {"n_genes": int(adata.n_vars)}}
+    return adata.obs, np.asarray(X, dtype=np.float32), provenance
+
+
+def evaluate(
+    task: str,
+    outputs: Sequence[Path],
+    dataset_ids: Sequence[str],
+    model: str,
+    label_key: str = "",
+    batch_key: str = "",
+    condition_key: str = "condition",
+    split_key: str = "split",
+    organisms: Sequence[str] = (),
+    datasets: Sequence[Path] = (),
+    variant: str = "",
+    input_kind: str = "embedding",
+    seed: int = RANDOM_SEED,
+) -> Dict[str, Any]:
+    """The metrics document of one task run (``status`` ``ok`` or ``error``)."""
+    from ..outputs import read_embedding
+    from ..provenance import software_versions
+
+    doc: Dict[str, Any] = {
+        "dataset": "+".join(dataset_ids), "datasets": list(dataset_ids), "model": model, "variant": variant,
+        "task": task, "seed": seed, "input_kind": input_kind, "metrics": [], "params": {},
+    }
+    provenance: Dict[str, Any] = {}
+    try:
+        if task not in TASK_NAMES:
+            raise ValueError(f"unknown task '{task}'; known tasks: {', '.join(TASK_NAMES)}")
+        if input_kind not in INPUT_KINDS:
+            raise ValueError(f"unknown input kind '{input_kind}'")
+        if task == "perturbation":
+            from .perturbation import read_prediction, run_perturbation_task
+
+            if input_kind != "prediction":
+                raise ValueError("the perturbation task scores perturbation predictions, not embeddings")
+            _, _, provenance = read_prediction(outputs[0])
+            body = run_perturbation_task(datasets[0], outputs[0], condition_key, split_key, seed=seed)
+        elif task == "cross_species":
+            from .embedding_tasks import run_cross_species_task
+
+            parts = []
+            for path, dataset_id, organism in zip(outputs, dataset_ids, organisms):
+                obs, emb, prov = read_embedding(path)
+                embedded = obs[EMBEDDED_OBS_KEY].to_numpy() if EMBEDDED_OBS_KEY in obs.columns else None
+                parts.append({"obs": obs, "embedding": emb, "embedded": embedded, "organism": organism,
+                              "dataset": dataset_id})
+                provenance.setdefault("parts", {})[dataset_id] = prov
+            if len(parts) != len(outputs) or len(parts) != len(organisms):
+                raise ValueError("cross_species needs one dataset id and one organism per output")
+            body = run_cross_species_task(parts, label_key, seed=seed)
+            first = next(iter(provenance["parts"].values()), {})
+            provenance = {**{k: first.get(k) for k in ("model", "model_type", "variant")}, **provenance}
+        else:
+            from .embedding_tasks import run_embedding_task
+
+            assert task in EMBEDDING_TASKS
+            if input_kind == "prediction":
+                raise ValueError(f"the {task} task scores embeddings, not perturbation predictions")
+            if input_kind == "expression":
+                obs, emb, provenance = _expression(outputs[0])
+                embedded = np.ones(len(obs), dtype=bool)
+            else:
+                obs, emb, provenance = read_embedding(outputs[0])
+                if datasets:
+                    check_alignment(obs.index, datasets[0], dataset_ids[0])
+                embedded = obs[EMBEDDED_OBS_KEY].to_numpy() if EMBEDDED_OBS_KEY in obs.columns else None
+            body = run_embedding_task(task, obs, emb, label_key, seed=seed, embedded=embedded, batch_key=batch_key)
+        doc.update(body)
+        doc["status"] = "ok"
+    except Exception as err:  # reported, never hidden: the report lists the reason
+        traceback.print_exc()
+        doc["status"] = "error"
+        doc["error"] = f"{type(err).__name__}: {err}"
+    doc["dataset"] = "+".join(dataset_ids)
+    doc["model_type"] = provenance.get("model_type", "") or ("BASELINE" if model == "baseline" else "")
+    doc["variant"] = variant or provenance.get("variant") or ""
+    doc["provenance"] = provenance
+    doc["evaluation_software"] = software_versions()
+    return doc

@@ -1,0 +1,85 @@
+"""End to end: `-profile test` runs every task, with BASELINE rows, a cross-species row and perturbation rows,
+and writes a complete report; `--embeddings` scores user embeddings without inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT, TEST_H5AD, run_nextflow
+
+DOCS_SCREENSHOT = ROOT / "docs" / "report_screenshot.png"
+
+
+@pytest.fixture(scope="module")
+def test_run(test_profile_run):
+    return test_profile_run
+
+
+@pytest.mark.e2e
+def test_every_task_has_rows_beside_baselines(test_run):
+    results = test_run.results()
+    rows = results["results"]
+    tasks = {(r["task"], r["model"]) for r in rows}
+    for task in ("clustering", "embedding", "label_prediction", "integration"):
+        assert (task, "scvi") in tasks and (task, "baseline") in tasks, task
+    assert ("cross_species", "scvi") in tasks
+    cross = [r for r in rows if r["task"] == "cross_species"]
+    assert {r["metric"] for r in cross} == {"entropy_per_cell", "batch_silhouette"}
+    assert cross[0]["dataset"] == "pbmc68k+pbmc_mouse"
+    pert = [r for r in rows if r["task"] == "perturbation"]
+    assert {r["variant"] for r in pert} == {"control_mean", "control_median"}
+    assert {r["metric"] for r in pert} == {"mean_squared_error", "PEARSON_CORRELATION", "jaccard"}
+    label_baseline = {r["variant"] for r in rows if r["task"] == "label_prediction" and r["model"] == "baseline"}
+    assert label_baseline == {"raw_expression"}
+    assert all(r["seed"] == 42 for r in rows)
+    scvi = next(r for r in rows if r["model"] == "scvi")
+    assert "model.pt=" in scvi["weights_sha256"] and scvi["software"]
+    # scvi cannot take the perturbation dataset: listed with its reason, never silently absent.
+    assert any(s["dataset"] == "perturb" and s["model"] == "scvi" for s in results["skipped"])
+    check = results["completeness"]
+    assert check["complete"], check["missing"]
+    csv_text = (test_run.outdir / "benchmark_results.csv").read_text()
+    assert "cross_species" in csv_text and "control_median" in csv_text
+
+
+@pytest.mark.e2e
+def test_report_html_is_published_with_plots(test_run):
+    page = (test_run.outdir / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') >= 6 + 5  # task plots + UMAPs
+    for section in ("summary", "plots", "umaps", "missing", "metadata"):
+        assert f"id='{section}'" in page
+    assert "https://" not in page and "http://" not in page
+
+
+@pytest.mark.e2e
+def test_bring_your_own_embeddings(tmp_path):
+    import anndata as ad
+
+    obs_names = ad.read_h5ad(TEST_H5AD, backed="r").obs_names
+    user = ad.AnnData(obs=pd.DataFrame(index=list(obs_names)[::-1]))
+    user.obsm["X_mine"] = np.random.default_rng(0).normal(size=(user.n_obs, 8)).astype(np.float32)
+    user.write_h5ad(tmp_path / "mine.h5ad")
+    sheet = tmp_path / "samplesheet.csv"
+    sheet.write_text("id,h5ad,organism,label_key,batch_key,tasks\n"
+                     f"pbmc68k,{TEST_H5AD},homo_sapiens,cell_type,donor_id,clustering;embedding\n")
+    (tmp_path / "emb.csv").write_text("dataset,h5ad,obsm_key,model\npbmc68k,mine.h5ad,X_mine,my_model\n")
+    run = run_nextflow(tmp_path / "run", "-profile", "test", "--input", str(sheet),
+                       "--embeddings", str(tmp_path / "emb.csv"))
+    assert run.returncode == 0, run.explain()
+    results = run.results()
+    models = {(r["model"], r["task"]) for r in results["results"]}
+    assert models == {("my_model", "clustering"), ("my_model", "embedding"),
+                      ("baseline", "clustering"), ("baseline", "embedding")}
+    assert not any(r["process"].endswith("RUN_MODEL") for r in run.trace())
+    assert results["completeness"]["complete"]
+
+    # Cells that do not match the dataset: a clear error naming the dataset.
+    bad = ad.AnnData(obs=pd.DataFrame(index=[f"x{i}" for i in range(10)]))
+    bad.obsm["X_mine"] = np.zeros((10, 2), dtype=np.float32)
+    bad.write_h5ad(tmp_path / "mine.h5ad")
+    run = run_nextflow(tmp_path / "bad", "-profile", "test", "--input", str(sheet),
+                       "--embeddings", str(tmp_path / "emb.csv"))
+    assert run.returncode != 0
+    assert "dataset 'pbmc68k'" in run.proc.stdout + run.proc.stderr + run.log

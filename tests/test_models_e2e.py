@@ -1,0 +1,93 @@
+"""End to end: every registered model through one real `nextflow run -profile test`.
+
+One run (`--models scvi,geneformer,scgpt,uce,scgenept`) instead of one per model keeps CI time down;
+each test reads what that run published.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import anndata as ad
+import pytest
+
+from conftest import run_nextflow
+
+pytestmark = pytest.mark.e2e
+
+MODELS = {
+    # model: (model_type, variant, embedding dims of the tiny checkpoint or None for predictions)
+    "scvi": ("SCVI", "homo_sapiens", 10),
+    "geneformer": ("GENEFORMER", "Geneformer-V2-316M", None),
+    "scgpt": ("SCGPT", "human", 32),
+    "uce": ("UCE", "4l", 32),
+    "scgenept": ("SCGENEPT", "scgenept_go_c_gpt_concat__adamson", None),
+}
+
+
+@pytest.fixture(scope="module")
+def models_run(tmp_path_factory):
+    launch = tmp_path_factory.mktemp("all_models")
+    run = run_nextflow(launch, "-profile", "test", "--models", ",".join(MODELS),
+                       "--weights_cache", str(launch / "weights_cache"))
+    assert run.returncode == 0, run.explain()
+    return run
+
+
+def provenance(path):
+    return json.loads(ad.read_h5ad(path).uns["czbenchmarks"]["json"])
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_each_model_publishes_rows(models_run, model):
+    model_type, variant, _ = MODELS[model]
+    rows = [r for r in models_run.results()["results"] if r["model"] == model]
+    assert rows, f"no {model} rows"
+    assert {r["model_type"] for r in rows} == {model_type}
+    assert {r["variant"] for r in rows} == {variant}
+    assert all(r["value"] is None or math.isfinite(r["value"]) for r in rows)
+    assert all(r["weights_sha256"] for r in rows), "weights checksums must reach the results"
+
+
+@pytest.mark.parametrize("model", ["scvi", "geneformer", "scgpt", "uce"])
+def test_embedding_models_run_on_the_pbmc_cells(models_run, model):
+    out = ad.read_h5ad(models_run.outdir / "outputs" / "pbmc68k" / f"pbmc68k.{model}.h5ad")
+    assert out.n_obs == 700 and out.obs["czb_embedded"].all()
+    dims = MODELS[model][2]
+    if dims:
+        assert out.obsm["X_emb"].shape == (700, dims)
+    tasks = {r["task"] for r in models_run.results()["results"] if r["model"] == model and r["dataset"] == "pbmc68k"}
+    assert {"clustering", "embedding", "label_prediction"} <= tasks
+
+
+def test_geneformer_records_its_weights(models_run):
+    info = provenance(models_run.outdir / "outputs" / "pbmc68k" / "pbmc68k.geneformer.h5ad")
+    assert info["variant"] == "Geneformer-V2-316M" and "model.safetensors" in info["weights"]["files"]
+
+
+def test_uce_species_follows_the_organism(models_run):
+    info = provenance(models_run.outdir / "outputs" / "pbmc_mouse" / "pbmc_mouse.uce.h5ad")
+    assert info["run_info"]["species"] == "mouse"
+
+
+def test_scgenept_predicts_the_test_conditions(models_run):
+    out = ad.read_h5ad(models_run.outdir / "outputs" / "perturb" / "perturb.scgenept.h5ad")
+    assert sorted(set(out.obs["condition"])) == ["CTSS+ctrl", "GSTP1+SRP14", "GSTP1+ctrl"]
+    rows = [r for r in models_run.results()["results"] if r["model"] == "scgenept"]
+    assert {r["task"] for r in rows} == {"perturbation"}
+
+
+def test_models_that_cannot_take_a_dataset_are_reported(models_run):
+    skipped = models_run.results()["skipped"]
+    # scGenePT takes perturbation datasets only; Geneformer and scGPT human only.
+    assert any(s["dataset"] == "pbmc68k" and s["model"] == "scgenept" for s in skipped)
+    assert any(s["dataset"] == "pbmc_mouse" and s["model"] == "scgpt" for s in skipped)
+    assert all(s["reasons"] for s in skipped)
+
+
+def test_weights_are_fetched_once_per_variant(models_run):
+    fetches = [r for r in models_run.trace() if r["process"].endswith("FETCH_WEIGHTS")]
+    tags = [r["tag"] for r in fetches]
+    assert len(tags) == len(set(tags)), tags
+    assert {t.split("/")[0] for t in tags} == set(MODELS)

@@ -1,0 +1,259 @@
+"""Every metric against a direct call of the library that defines it, on the same inputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import BIN, ROOT, TEST_H5AD
+
+PERTURB_H5AD = ROOT / "assets" / "test" / "perturb_test.h5ad"
+MOUSE_H5AD = ROOT / "assets" / "test" / "pbmc_mouse_test.h5ad"
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    """300 cells x 8 dims, 4 labels, 3 batches; labels separated, batches partly."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.array(list("ABCD")), 75)
+    batch = np.tile(np.array(["b1", "b2", "b3"]), 100)
+    centers = rng.normal(0, 3, size=(4, 8))
+    X = centers[pd.Categorical(labels).codes] + rng.normal(0, 1, size=(300, 8))
+    X[batch == "b3"] += 0.7
+    return X.astype(np.float32), labels, batch
+
+
+def test_silhouette_samples_equals_sklearn(blobs):
+    from sklearn.metrics import silhouette_samples as sk
+
+    from czbenchmarks.tasks.metrics import silhouette_samples
+
+    X, labels, _ = blobs
+    np.testing.assert_allclose(silhouette_samples(X, labels, block_rows=64), sk(X, labels), atol=1e-5)
+
+
+def test_silhouette_label_and_batch_equal_scib_metrics(blobs):
+    import scib_metrics  # pinned in requirements/test.lock.txt: a missing install must fail, not skip
+    from czbenchmarks.tasks.metrics import silhouette_batch, silhouette_label
+
+    X, labels, batch = blobs
+    assert silhouette_label(X, labels) == pytest.approx(float(scib_metrics.silhouette_label(X, labels)), abs=1e-5)
+    assert silhouette_batch(X, labels, batch) == pytest.approx(
+        float(scib_metrics.silhouette_batch(X, labels, batch)), abs=1e-5)
+
+
+def test_entropy_per_cell_matches_a_direct_computation(blobs):
+    from scipy.stats import entropy
+    from sklearn.neighbors import NearestNeighbors
+
+    from czbenchmarks.tasks.metrics import entropy_per_cell
+
+    X, _, batch = blobs
+    _, idx = NearestNeighbors(n_neighbors=200).fit(X).kneighbors(X)
+    expected = np.mean([entropy(pd.Series(batch[row]).value_counts().to_numpy()) / np.log(3) for row in idx])
+    assert entropy_per_cell(X, batch, random_seed=1) == pytest.approx(expected, abs=1e-9)
+    # Perfectly separated batches -> 0; the seed is recorded but exact kNN makes it irrelevant.
+    sep = np.vstack([np.zeros((250, 2)), np.full((250, 2), 100.0)]) + np.random.default_rng(1).normal(0, 0.1, (500, 2))
+    assert entropy_per_cell(sep, np.repeat(["x", "y"], 250)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_clustering_equals_scanpy_leiden_and_sklearn_scores(blobs):
+    import anndata as ad
+    import scanpy as sc
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    from czbenchmarks.tasks.embedding_tasks import clustering_task
+
+    X, labels, _ = blobs
+    adata = ad.AnnData(obs=pd.DataFrame(index=[str(i) for i in range(len(X))]))
+    adata.obsm["emb"] = X
+    sc.pp.neighbors(adata, use_rep="emb", n_neighbors=15, random_state=7, transformer="sklearn")
+    sc.tl.leiden(adata, flavor="igraph", n_iterations=2, random_state=7, directed=False)
+    clusters = adata.obs["leiden"].to_numpy()
+    got = {m.metric_type: m.value for m in clustering_task(X, labels, random_seed=7)}
+    assert got == {
+        "adjusted_rand_index": pytest.approx(adjusted_rand_score(labels, clusters)),
+        "normalized_mutual_info": pytest.approx(normalized_mutual_info_score(labels, clusters)),
+    }
+
+
+def test_label_prediction_equals_sklearn_cross_validate(blobs):
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score, make_scorer, roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_validate
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from czbenchmarks.tasks.label_prediction import label_prediction_task
+
+    X, labels, _ = blobs
+    labels = labels.astype(object)
+    labels[:5] = "rare"  # dropped: fewer than 10 cells
+    metrics = label_prediction_task(X, labels, random_seed=3)
+    assert len(metrics) == 20
+    assert metrics[0].params == {"classifier": "MEAN(knn,lr,rf)"}
+    assert [m.params["classifier"] for m in metrics[5::5]] == ["lr", "knn", "rf"]
+    keep = labels != "rare"
+    y = pd.Categorical(labels[keep]).codes
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=3)
+    scoring = {"accuracy": make_scorer(accuracy_score), "f1": make_scorer(f1_score, average="macro"),
+               "auroc": make_scorer(roc_auc_score, average="macro", multi_class="ovr", response_method="predict_proba")}
+    by = {(m.metric_type, m.params["classifier"]): m.value for m in metrics}
+    for name, clf in {"lr": make_pipeline(StandardScaler(), LogisticRegression()),
+                      "knn": make_pipeline(StandardScaler(), KNeighborsClassifier()),
+                      "rf": make_pipeline(RandomForestClassifier(random_state=3))}.items():
+        scores = cross_validate(clf, X[keep], y, cv=folds, scoring=scoring)
+        for score in scoring:
+            assert by[(f"mean_fold_{score}", name)] == pytest.approx(scores[f"test_{score}"].mean())
+
+
+def test_perturbation_metrics_equal_sklearn_scipy_scanpy():
+    import anndata as ad
+    import scanpy as sc
+    from scipy.stats import pearsonr
+    from sklearn.metrics import mean_squared_error
+
+    from czbenchmarks.tasks.perturbation import condition_metrics, control_baseline, load_perturbation_data
+
+    ctrl_adata, truth, genes = load_perturbation_data(PERTURB_H5AD)
+    ctrl = ctrl_adata.X.toarray()
+    assert sorted(truth) == ["CTSS+ctrl", "GSTP1+SRP14", "GSTP1+ctrl"]
+    pred = control_baseline(ctrl_adata.X, "control_median")[None, :]
+    metrics = condition_metrics(ctrl, truth["GSTP1+ctrl"], pred, genes)
+    by = {(m.metric_type, m.params["subset"]): m.value for m in metrics}
+    assert [m.metric_type for m in metrics][:2] == ["mean_squared_error", "PEARSON_CORRELATION"]
+    t_mean, c_mean, p_mean = truth["GSTP1+ctrl"].mean(0), ctrl.mean(0), pred[0]
+    assert by[("mean_squared_error", "all")] == pytest.approx(mean_squared_error(t_mean, p_mean))
+    assert by[("PEARSON_CORRELATION", "all")] == pytest.approx(pearsonr(t_mean - c_mean, p_mean - c_mean).statistic)
+    both = ad.AnnData(np.vstack([ctrl, truth["GSTP1+ctrl"]]).astype(np.float32),
+                      obs=pd.DataFrame({"condition": pd.Categorical(["ctrl"] * len(ctrl) + ["truth"] * 40)},
+                                       index=[f"c{i}" for i in range(len(ctrl) + 40)]))
+    both.var_names = genes
+    sc.tl.rank_genes_groups(both, groupby="condition", groups=["truth"], reference="ctrl", method="wilcoxon")
+    table = sc.get.rank_genes_groups_df(both, group="truth")
+    top20 = table.sort_values("scores", ascending=False)["names"][:20]
+    idx = [list(genes).index(g) for g in top20]
+    assert by[("mean_squared_error", "top20")] == pytest.approx(mean_squared_error(t_mean[idx], p_mean[idx]))
+    assert 0.0 <= by[("jaccard", "top20")] <= 1.0
+    # The knocked-down target is among the truth's most down-regulated genes (known effect of the generator).
+    symbol = dict(zip(genes, ad.read_h5ad(PERTURB_H5AD).var["feature_name"]))
+    assert "GSTP1" in {symbol[g] for g in table.sort_values("scores")["names"][:20]}
+    # A perfect prediction: MSE 0, Pearson 1, Jaccard 1.
+    perfect = {(m.metric_type, m.params["subset"]): m.value
+               for m in condition_metrics(ctrl, truth["GSTP1+ctrl"], truth["GSTP1+ctrl"], genes)}
+    assert perfect[("mean_squared_error", "all")] == pytest.approx(0.0)
+    assert perfect[("PEARSON_CORRELATION", "top100")] == pytest.approx(1.0)
+    assert perfect[("jaccard", "top100")] == pytest.approx(1.0)
+
+
+def test_control_mean_baseline_pearson_is_undefined_not_noise():
+    from czbenchmarks.tasks.perturbation import condition_metrics, control_baseline, load_perturbation_data
+
+    ctrl_adata, truth, genes = load_perturbation_data(PERTURB_H5AD)
+    pred = control_baseline(ctrl_adata.X, "control_mean").astype(np.float32)[None, :]
+    metrics = condition_metrics(ctrl_adata.X.toarray(), truth["CTSS+ctrl"], pred, genes)
+    pearson = [m for m in metrics if m.metric_type == "PEARSON_CORRELATION"]
+    assert all(m.value is None and "constant" in m.note for m in pearson)
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_cli_scores_baselines_and_reports_failures(tmp_path):
+    out = tmp_path / "pert.h5ad"
+    run = _run(BIN / "czb_perturbation_baseline.py", "--input", PERTURB_H5AD, "--output", out,
+               "--baseline_type", "control_median", "--dataset_id", "perturb")
+    assert run.returncode == 0, run.stderr
+    metrics = tmp_path / "m.json"
+    run = _run(BIN / "czb_evaluate.py", "--task", "perturbation", "--outputs", out, "--dataset_ids", "perturb",
+               "--datasets", PERTURB_H5AD, "--model", "baseline", "--variant", "control_median",
+               "--input_kind", "prediction", "--seed", "5", "--output", metrics)
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(metrics.read_text())
+    assert doc["status"] == "ok" and doc["seed"] == 5 and doc["model_type"] == "BASELINE"
+    assert len(doc["metrics"]) == 8 * 4  # mean + 3 test conditions
+    # Integration without a batch column: an error document, exit 0 (reported, not hidden).
+    run = _run(BIN / "czb_evaluate.py", "--task", "integration", "--outputs", TEST_H5AD, "--dataset_ids", "pbmc68k",
+               "--model", "baseline", "--variant", "raw_expression", "--input_kind", "expression",
+               "--label_key", "cell_type", "--output", metrics)
+    assert run.returncode == 0
+    doc = json.loads(metrics.read_text())
+    assert doc["status"] == "error" and "batch" in doc["error"]
+
+
+def _embedding_file(path, obs_names, dims=4, key="X_mine"):
+    import anndata as ad
+
+    user = ad.AnnData(obs=pd.DataFrame(index=list(obs_names)))
+    user.obsm[key] = np.random.default_rng(0).normal(size=(len(obs_names), dims)).astype(np.float32)
+    user.write_h5ad(path)
+    return user
+
+
+def test_bring_your_own_embeddings_are_aligned_or_rejected(tmp_path):
+    import anndata as ad
+
+    from czbenchmarks.outputs import read_embedding
+
+    names = ad.read_h5ad(TEST_H5AD, backed="r").obs_names.tolist()
+    shuffled = list(reversed(names))
+    user = _embedding_file(tmp_path / "mine.h5ad", shuffled)
+    out = tmp_path / "out.h5ad"
+    run = _run(BIN / "czb_import_embeddings.py", "--embedding", tmp_path / "mine.h5ad", "--dataset", TEST_H5AD,
+               "--dataset_id", "pbmc68k", "--obsm_key", "X_mine", "--model", "mymodel", "--output", out)
+    assert run.returncode == 0, run.stderr
+    obs, emb, prov = read_embedding(out)
+    assert list(obs.index) == names
+    np.testing.assert_array_equal(emb[0], user.obsm["X_mine"][-1])
+    assert prov["model"] == "mymodel" and len(next(iter(prov["weights"]["files"].values()))) == 64
+    _embedding_file(tmp_path / "bad.h5ad", names[:-3] + ["x1", "x2", "x3"])
+    run = _run(BIN / "czb_import_embeddings.py", "--embedding", tmp_path / "bad.h5ad", "--dataset", TEST_H5AD,
+               "--dataset_id", "pbmc68k", "--obsm_key", "X_mine", "--model", "m", "--output", tmp_path / "o2.h5ad")
+    assert run.returncode == 1
+    assert "dataset 'pbmc68k'" in run.stderr and "3 missing" in run.stderr and "3 unknown" in run.stderr
+    run = _run(BIN / "czb_import_embeddings.py", "--embedding", tmp_path / "mine.h5ad", "--dataset", TEST_H5AD,
+               "--dataset_id", "pbmc68k", "--obsm_key", "X_nope", "--model", "m", "--output", tmp_path / "o3.h5ad")
+    assert run.returncode == 1 and "obsm['X_nope']" in run.stderr
+
+
+def test_cross_species_stacks_organisms(tmp_path):
+    import anndata as ad
+
+    from czbenchmarks.outputs import atomic_write_h5ad, embedding_output
+    from czbenchmarks.tasks.evaluate import evaluate
+    from czbenchmarks.tasks.metrics import entropy_per_cell, silhouette_batch
+
+    files, embs, labs = [], [], []
+    for i, path in enumerate([TEST_H5AD, MOUSE_H5AD]):
+        obs = ad.read_h5ad(path, backed="r").obs.copy()
+        emb = np.random.default_rng(i).normal(size=(len(obs), 6)).astype(np.float32)
+        out = tmp_path / f"{i}.h5ad"
+        atomic_write_h5ad(embedding_output(obs, emb, {"model": "m", "model_type": "X"}), out)
+        files.append(out)
+        embs.append(emb)
+        labs.append(obs["cell_type"].astype(str).to_numpy())
+    doc = evaluate("cross_species", files, ["pbmc68k", "pbmc_mouse"], "m", label_key="cell_type",
+                   organisms=["homo_sapiens", "mus_musculus"])
+    assert doc["status"] == "ok", doc.get("error")
+    species = np.repeat(["homo_sapiens", "mus_musculus"], [len(e) for e in embs])
+    X, labels = np.vstack(embs), np.concatenate(labs)
+    got = {m["metric_type"]: m["value"] for m in doc["metrics"]}
+    assert got["entropy_per_cell"] == pytest.approx(entropy_per_cell(X, species))
+    assert got["batch_silhouette"] == pytest.approx(silhouette_batch(X, labels, species))
+    assert doc["dataset"] == "pbmc68k+pbmc_mouse"
+
+
+def test_mouse_test_data_uses_mouse_gene_ids():
+    import anndata as ad
+
+    mouse = ad.read_h5ad(MOUSE_H5AD, backed="r")
+    assert mouse.var_names.str.startswith("ENSMUSG").all()
+    assert {"cell_type", "donor_id", "dataset_id", "assay", "suspension_type"} <= set(mouse.obs.columns)
