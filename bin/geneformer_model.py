@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Set
 
 from czbenchmarks.datasets import DataType, Organism, SingleCellDataset
-from czbenchmarks.models.geneformer import DEFAULT_VARIANT, BackedSingleCellDataset
+from czbenchmarks.models.geneformer import DEFAULT_VARIANT
 from czbenchmarks.models.implementations import BaseModelImplementation
 from czbenchmarks.models.types import ModelType
 from czbenchmarks.models.validators import BaseSingleCellValidator
@@ -50,6 +50,7 @@ class GeneformerValidator(BaseSingleCellValidator):
 
 class Geneformer(GeneformerValidator, BaseModelImplementation):
     model_name = "geneformer"
+    streams_input = True  # X is read in row slices, never loaded whole
 
     def create_parser(self) -> argparse.ArgumentParser:
         parser = argparse.ArgumentParser(add_help=False)
@@ -72,12 +73,6 @@ class Geneformer(GeneformerValidator, BaseModelImplementation):
 
     def get_model_weights_subdir(self, dataset: SingleCellDataset) -> str:
         return self.args.model_variant
-
-    def make_dataset(self, path: str) -> SingleCellDataset:
-        # Backed mode: X stays on disk and the tokenizer reads it in row batches.
-        if not getattr(self.args, "organism", None):
-            raise ValueError("--organism is required when run() is given no datasets")
-        return BackedSingleCellDataset(path, self.args.organism)
 
     def find_vocabulary_file(self) -> Optional[Path]:
         """The variant's token dictionary in the weights folder (for the vocabulary-overlap check)."""

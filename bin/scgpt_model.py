@@ -51,6 +51,7 @@ class ScGPTValidator(BaseSingleCellValidator):
 
 class ScGPT(ScGPTValidator, BaseModelImplementation):
     model_name = "scgpt"
+    streams_input = True  # X is read in row slices, never loaded whole
 
     def create_parser(self) -> argparse.ArgumentParser:
         parser = argparse.ArgumentParser(add_help=False)
@@ -63,14 +64,6 @@ class ScGPT(ScGPTValidator, BaseModelImplementation):
             help="CPU threads for torch (0: torch's default); pass the task's cpus on shared CPU hosts",
         )
         return parser
-
-    def make_dataset(self, path: str) -> SingleCellDataset:
-        """The input dataset, opened backed: X is streamed in row slices during inference."""
-        from czbenchmarks.models.scgpt import BackedSingleCellDataset
-
-        if not getattr(self.args, "organism", None):
-            raise ValueError("--organism is required when run() is given no datasets")
-        return BackedSingleCellDataset(path, self.args.organism)
 
     def get_model_weights_subdir(self, dataset: SingleCellDataset) -> str:
         # One folder per variant (the reference used models[variant].model_name, equal to the key).

@@ -55,6 +55,7 @@ class UCEValidator(BaseSingleCellValidator):
 
 class UCE(UCEValidator, BaseModelImplementation):
     model_name = "uce"
+    streams_input = True  # X is read in row slices, never loaded whole
 
     def create_parser(self) -> argparse.ArgumentParser:
         from czbenchmarks.models.uce import DEFAULT_VARIANT
@@ -69,14 +70,6 @@ class UCE(UCEValidator, BaseModelImplementation):
             help="CPU threads for torch (0: torch's default); pass the task's cpus on shared CPU hosts",
         )
         return parser
-
-    def make_dataset(self, path: str) -> SingleCellDataset:
-        """The input dataset, opened backed: X is read in row chunks during inference."""
-        from czbenchmarks.models.uce import BackedSingleCellDataset
-
-        if not getattr(self.args, "organism", None):
-            raise ValueError("--organism is required when run() is given no datasets")
-        return BackedSingleCellDataset(path, self.args.organism)
 
     def variant_settings(self) -> Dict[str, Any]:
         """This variant's settings: containers/uce/config.yaml, then the weights' uce_config.json."""

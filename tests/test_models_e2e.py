@@ -45,7 +45,8 @@ def test_each_model_publishes_rows(models_run, model):
     rows = [r for r in models_run.results()["results"] if r["model"] == model]
     assert rows, f"no {model} rows"
     assert {r["model_type"] for r in rows} == {model_type}
-    assert {r["variant"] for r in rows} == {variant}
+    # scVI picks its variant by organism; cross-species rows join variants: check the human/perturbation rows.
+    assert {r["variant"] for r in rows if r["dataset"] in ("pbmc68k", "perturb")} == {variant}
     assert all(r["value"] is None or math.isfinite(r["value"]) for r in rows)
     assert all(r["weights_sha256"] for r in rows), "weights checksums must reach the results"
 

@@ -91,6 +91,17 @@ class SingleCellDataset(BaseDataset):
         self.gene_ids  # raises with the reference's message when no prefixed IDs exist
 
 
+class BackedSingleCellDataset(SingleCellDataset):
+    """``SingleCellDataset`` whose ``load_data()`` opens the h5ad backed: obs and var in memory, X on disk.
+
+    Models that stream cells (``BaseModelImplementation.streams_input``) get this class, so the
+    count matrix is read in row slices during inference instead of being loaded whole.
+    """
+
+    def load_data(self, backed: bool = True) -> None:
+        super().load_data(backed=backed)
+
+
 class PerturbationSingleCellDataset(SingleCellDataset):
     """A Perturb-seq h5ad: a condition column (``ctrl``, ``G+ctrl``, ``G1+G2``) and a split column.
 

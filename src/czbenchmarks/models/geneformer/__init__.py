@@ -8,7 +8,6 @@ that use them. ``bin/geneformer_model.py`` is the pipeline's entry point.
 """
 
 from .config import DEFAULT_VARIANT, find_config, load_config, variant_config
-from .data import BackedSingleCellDataset
 from .embedding import EMB_MODES, LoadedEncoder, embed_token_batches, load_encoder, pool
 from .tokenizer import (
     CLS_TOKEN,
@@ -26,7 +25,6 @@ from .tokenizer import (
 )
 
 __all__ = [
-    "BackedSingleCellDataset",
     "CLS_TOKEN",
     "DEFAULT_VARIANT",
     "EMB_MODES",

@@ -24,11 +24,11 @@ import sys
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, ClassVar, Dict, Iterator, List, Optional, Sequence, Union
 
 from ...constants import MODEL_WEIGHTS_CACHE_PATH, RANDOM_SEED, get_numbered_path, sort_numbered
 from ...datasets.base import BaseDataset
-from ...datasets.single_cell import PerturbationSingleCellDataset
+from ...datasets.single_cell import BackedSingleCellDataset, PerturbationSingleCellDataset, SingleCellDataset
 from ..validators.base_model_validator import BaseModelValidator
 
 logger = logging.getLogger(__name__)
@@ -104,6 +104,9 @@ class BaseModelImplementation(BaseModelValidator, ABC):
         args: pipeline options, the model's own options and keyword arguments merged
             (keyword arguments win over the command line, as in the reference).
     """
+
+    #: True for models that read X in row slices: their datasets open the h5ad backed.
+    streams_input: ClassVar[bool] = False
 
     datasets: List[BaseDataset]
     model_weights_dir: str
@@ -253,6 +256,8 @@ class BaseModelImplementation(BaseModelValidator, ABC):
                 condition_key=getattr(self.args, "condition_key", "condition"),
                 split_key=getattr(self.args, "split_key", "split"),
             )
+        if self.streams_input and self.dataset_type is SingleCellDataset:
+            return BackedSingleCellDataset(path, self.args.organism)
         return self.dataset_type(path, self.args.organism)
 
     def load_dataset(self) -> BaseDataset:

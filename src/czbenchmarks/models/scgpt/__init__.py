@@ -4,7 +4,6 @@ Importing this package is cheap; torch and scgpt are imported inside the functio
 ``bin/scgpt_model.py`` is the pipeline's entry point.
 """
 
-from .datasets import BackedSingleCellDataset
 from .inference import (
     N_BINS,
     SPECIAL_TOKENS,
@@ -18,7 +17,6 @@ from .inference import (
 )
 
 __all__ = [
-    "BackedSingleCellDataset",
     "EmbeddingResult",
     "N_BINS",
     "SPECIAL_TOKENS",

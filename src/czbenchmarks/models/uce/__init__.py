@@ -8,7 +8,6 @@ Importing this package is cheap: torch and uce load inside the functions that us
 ``bin/uce_model.py`` is the pipeline's entry point.
 """
 
-from ...datasets.single_cell import SingleCellDataset
 from .config import (
     CONFIG_ENV,
     DEFAULT_VARIANT,
@@ -36,16 +35,8 @@ from .inference import (
 from .species import PROTEIN_EMBEDDING_FILES, SPECIES_BY_ORGANISM, species_for_organism
 
 
-class BackedSingleCellDataset(SingleCellDataset):
-    """``SingleCellDataset`` whose ``load_data`` opens the h5ad backed: X is read in row chunks."""
-
-    def load_data(self, backed: bool = True) -> None:
-        """Load obs/var, leaving X on disk unless ``backed`` is False."""
-        super().load_data(backed=backed)
-
 
 __all__ = [
-    "BackedSingleCellDataset",
     "CONFIG_ENV",
     "DEFAULTS",
     "DEFAULT_VARIANT",
