@@ -190,3 +190,17 @@ def test_nf_core_pipelines_lint_passes():
     assert " 0 failed" in proc.stdout
     disabled = [line for line in (ROOT / ".nf-core.yml").read_text().splitlines() if line.strip().endswith(": false")]
     assert disabled, "expected the disabled checks to be listed"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("requirements", sorted((ROOT / "containers").glob("*/requirements.txt")), ids=lambda p: p.parent.name)
+def test_container_requirements_resolve(requirements):
+    """Each image's pins resolve together on PyPI for the images' Python (3.11), as `pip install` in the build would."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet", "-r", str(requirements)],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for dockerfile_line in (requirements.parent / "Dockerfile").read_text().splitlines():
+        if dockerfile_line.startswith("FROM "):
+            assert "python:3.11" in dockerfile_line, "the dry run resolves for Python 3.11: keep the images on it"

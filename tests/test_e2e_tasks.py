@@ -47,7 +47,10 @@ def test_every_task_has_rows_beside_baselines(test_run):
 @pytest.mark.e2e
 def test_report_html_is_published_with_plots(test_run):
     page = (test_run.outdir / "report.html").read_text()
-    assert page.count('src="data:image/png;base64,') >= 6 + 5  # task plots + UMAPs
+    # One plot per task, one UMAP per embedding output (the perturbation dataset's outputs are predictions).
+    embeddings = [p for d in ("pbmc68k", "pbmc_mouse") for p in (test_run.outdir / "outputs" / d).glob("*.h5ad")]
+    assert len(embeddings) == 4
+    assert page.count('src="data:image/png;base64,') == 6 + len(embeddings)
     for section in ("summary", "plots", "umaps", "missing", "metadata"):
         assert f"id='{section}'" in page
     assert "https://" not in page and "http://" not in page

@@ -90,3 +90,12 @@ def test_complete_run_and_html_has_plots(tmp_path):
     assert "http://" not in page and "https://" not in page  # self-contained
     on_disk = json.loads((tmp_path / "out" / "benchmark_results.json").read_text())
     assert on_disk["run"]["seed"] == 42 and on_disk["datasets"][0]["id"] == "h"
+
+
+def test_cross_species_rows_carry_every_datasets_weight_checksums():
+    from czbenchmarks.report import _weights_digest
+
+    part = lambda digest: {"weights": {"files": {"model.pt": digest}}}  # noqa: E731
+    assert _weights_digest({"parts": {"mouse": part("b"), "human": part("a")}}) == "human:model.pt=a;mouse:model.pt=b"
+    assert _weights_digest(part("a")) == "model.pt=a"
+    assert _weights_digest({}) == ""

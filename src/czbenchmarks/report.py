@@ -32,6 +32,10 @@ MAX_MISSING_SHARE = 0.10
 
 
 def _weights_digest(provenance: Dict[str, Any]) -> str:
+    """``path=sha256`` of every weight file; multi-dataset rows (cross-species) list each dataset's, prefixed."""
+    if provenance.get("parts"):
+        return ";".join(f"{dataset}:{entry}" for dataset, part in sorted(provenance["parts"].items())
+                        for entry in _weights_digest(part).split(";") if entry)
     files = (provenance.get("weights") or {}).get("files") or {}
     return ";".join(f"{path}={digest}" for path, digest in sorted(files.items()))
 
