@@ -6,8 +6,10 @@
  */
 nextflow.enable.dsl = 2
 
-include { CZBENCHMARKS } from './workflows/czbenchmarks'
+include { CZBENCHMARKS    } from './workflows/czbenchmarks'
 include { readSamplesheet } from './workflows/czbenchmarks'
+include { catalogDatasets } from './workflows/czbenchmarks'
+include { FETCH_DATASET   } from './modules/local/fetch_dataset'
 
 workflow {
     // Params and samplesheet against nextflow_schema.json / assets/schema_input.json (no plugin needed).
@@ -21,10 +23,17 @@ workflow {
             errors += SchemaValidator.rowErrors(rows, file("${projectDir}/assets/schema_input.json"), sheet.name)
         }
     }
+    if (!errors && !params.input && !params.datasets) {
+        errors << "give --input (a samplesheet) and/or --datasets (names from ${params.dataset_catalog})"
+    }
     if (errors) {
         error "Invalid parameters or samplesheet:\n  - " + errors.join("\n  - ")
     }
-    CZBENCHMARKS(readSamplesheet(params.input))
+    // Catalog datasets are fetched into the checksummed dataset cache, then join the samplesheet's.
+    def ch_sheet = params.input ? readSamplesheet(params.input) : Channel.empty()
+    FETCH_DATASET(Channel.fromList(params.datasets ? catalogDatasets(params.datasets, params.dataset_catalog, params.input) : []))
+    ch_catalog = FETCH_DATASET.out.folder.map { meta, folder -> [meta, folder.listFiles().find { it.name.endsWith('.h5ad') }] }
+    CZBENCHMARKS(ch_sheet.mix(ch_catalog))
 
     workflow.onComplete = {
         def outdir = params.outdir

@@ -29,7 +29,7 @@ class SchemaValidator {
                 }
                 return
             }
-            if (value != null) errors.addAll(valueErrors("--${name}", value, properties[name]))
+            if (value != null && value != '') errors.addAll(valueErrors("--${name}", value, properties[name]))
         }
         required.each { name ->
             if (params[name] == null || params[name] == '') errors << "missing required parameter --${name}"

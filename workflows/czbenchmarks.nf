@@ -107,6 +107,41 @@ def readSamplesheet(String samplesheet) {
 }
 
 /*
+ * --datasets "tsv2_bladder,human_spermatogenesis" -> [meta, source URI] rows from the dataset catalog
+ * (conf/datasets.yaml), with the same meta a samplesheet row gets.
+ */
+def catalogDatasets(String names, String catalogPath, String input) {
+    def catalog = new org.yaml.snakeyaml.Yaml().load(file(catalogPath, checkIfExists: true).text).datasets
+    def requested = requestedTasks(params.tasks as String)
+    def sheetIds = input ? file(input).splitCsv(header: true, strip: true)*.id : []
+    def asked = names.tokenize(',')*.trim().findAll { it }
+    return asked.unique().collect { name ->
+        def entry = catalog[name]
+        if (entry == null) {
+            def hint = catalog.keySet().findAll { it.contains(name) || name.contains(it) }
+            error "--datasets: unknown dataset '${name}'${hint ? "; did you mean ${hint.join(', ')}?" : ''} (catalog: ${catalogPath})"
+        }
+        if (name in sheetIds) {
+            error "--datasets: '${name}' is also an id in the --input samplesheet"
+        }
+        def row = [id: name] + entry.findAll { k, v -> k != 'path' }.collectEntries { k, v -> [k, v as String] }
+        def line = "dataset catalog ${file(catalogPath).name}, dataset '${name}'"
+        def meta = [
+            id            : name,
+            organism      : row.organism,
+            label_key     : row.label_key,
+            batch_key     : row.batch_key ?: '',
+            condition_key : row.condition_key ?: '',
+            split_key     : row.condition_key ? (row.split_key ?: 'split') : '',
+            perturbation  : row.condition_key ? true : false,
+            tasks         : datasetTasks(row, requested, line),
+            source        : entry.path as String,
+        ]
+        [meta, entry.path as String]
+    }
+}
+
+/*
  * --embeddings sheet (dataset,h5ad,obsm_key,model) -> list of rows, files resolved like --input's.
  */
 def readEmbeddingsSheet(String samplesheet, String input) {
