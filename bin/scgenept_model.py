@@ -231,8 +231,7 @@ class ScGenePT(ScGenePTValidator, BaseModelImplementation):
 def write_prediction(dataset: PerturbationSingleCellDataset, model: ScGenePT, path: Path) -> None:
     """Write ``model``'s predictions for ``dataset`` in the perturbation task's prediction format."""
     from czbenchmarks.models.scgenept import PredictionResult, prediction_anndata
-    from czbenchmarks.outputs import atomic_write_h5ad, weights_provenance
-    from czbenchmarks.provenance import software_versions, utc_now
+    from czbenchmarks.outputs import atomic_write_h5ad, model_provenance
 
     _, frame = dataset.get_output(model.model_type, DataType.PERTURBATION_PRED)
     result = PredictionResult(
@@ -240,19 +239,7 @@ def write_prediction(dataset: PerturbationSingleCellDataset, model: ScGenePT, pa
         control_cells=[str(c) for c in frame.index.get_level_values("control_cell")],
         rows=frame.to_numpy(),
     )
-    args = vars(model.args)
-    provenance = {
-        "model": model.model_name,
-        "model_type": str(model.model_type),
-        "variant": model.get_model_weights_subdir(dataset),
-        "dataset": args.get("dataset_id"),
-        "organism": str(dataset.organism),
-        "seed": args.get("seed"),
-        "weights": weights_provenance(model.model_weights_dir),
-        "software": software_versions(),
-        "created": utc_now(),
-        "run_info": getattr(model, "run_info", {}),
-    }
+    provenance = model_provenance(dataset, model, variant=model.get_model_weights_subdir(dataset))
     atomic_write_h5ad(prediction_anndata(result, [str(v) for v in frame.columns], provenance), path)
 
 

@@ -58,33 +58,14 @@ def tiny_state_dict(vocab: Dict[str, int], seed: int = 0) -> Dict[str, object]:
     import torch
 
     from czbenchmarks.models.scgpt import import_scgpt
+    from czbenchmarks.models.scgpt.inference import build_transformer
 
     import_scgpt()
-    from scgpt.model import TransformerModel
     from scgpt.tokenizer import GeneVocab
 
     torch.manual_seed(seed)
     gene_vocab = GeneVocab.from_dict(vocab)
-    model = TransformerModel(
-        ntoken=len(vocab),
-        d_model=TINY_ARGS["embsize"],
-        nhead=TINY_ARGS["nheads"],
-        d_hid=TINY_ARGS["d_hid"],
-        nlayers=TINY_ARGS["nlayers"],
-        nlayers_cls=TINY_ARGS["n_layers_cls"],
-        n_cls=1,
-        vocab=gene_vocab,
-        dropout=TINY_ARGS["dropout"],
-        pad_token=TINY_ARGS["pad_token"],
-        pad_value=TINY_ARGS["pad_value"],
-        do_mvc=True,
-        do_dab=False,
-        use_batch_labels=False,
-        domain_spec_batchnorm=False,
-        explicit_zero_prob=False,
-        use_fast_transformer=False,
-        pre_norm=False,
-    )
+    model = build_transformer(gene_vocab, TINY_ARGS)
     # Bigger value-encoder weights than the default init, so that expression (not just which genes
     # are present) visibly moves the <cls> output of this untrained model.
     with torch.no_grad():

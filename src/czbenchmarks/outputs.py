@@ -69,13 +69,13 @@ def embedding_output(
     return out
 
 
-def write_model_output(dataset, model, path: Path) -> None:
-    """Write a model's EMBEDDING output for ``dataset`` (pipeline mode of ``BaseModelImplementation.run``)."""
+def model_provenance(dataset, model, variant: Optional[str] = None) -> Dict[str, Any]:
+    """What every model output records: model, variant, dataset, seed, weight checksums, versions, run info."""
     args = vars(model.args)
-    provenance = {
+    return {
         "model": getattr(model, "model_name", type(model).__name__.lower()),
         "model_type": str(model.model_type),
-        "variant": args.get("model_variant"),
+        "variant": variant if variant is not None else args.get("model_variant"),
         "dataset": args.get("dataset_id"),
         "organism": str(dataset.organism),
         "seed": args.get("seed"),
@@ -84,6 +84,11 @@ def write_model_output(dataset, model, path: Path) -> None:
         "created": utc_now(),
         "run_info": getattr(model, "run_info", {}),
     }
+
+
+def write_model_output(dataset, model, path: Path) -> None:
+    """Write a model's EMBEDDING output for ``dataset`` (pipeline mode of ``BaseModelImplementation.run``)."""
+    provenance = model_provenance(dataset, model)
     value = dataset.get_output(model.model_type, DataType.EMBEDDING)
     embedded = getattr(model, "embedded_mask", None)
     obs = dataset.get_input(DataType.METADATA)

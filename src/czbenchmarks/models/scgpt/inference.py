@@ -102,6 +102,37 @@ class ScGPTModel:
         return np.array([stoi.get(str(s), -1) for s in symbols], dtype=np.int64)
 
 
+def build_transformer(vocab: Any, configs: Dict[str, Any]):
+    """scgpt's ``TransformerModel`` as the whole-human checkpoints were built (``configs``: args.json).
+
+    PyTorch attention: flash-attn 1.x does not install with current torch; flash checkpoints load
+    after renaming their fused projection (see :func:`load_scgpt`).
+    """
+    from scgpt.model import TransformerModel
+
+    return TransformerModel(
+        ntoken=len(vocab),
+        d_model=configs["embsize"],
+        nhead=configs["nheads"],
+        d_hid=configs["d_hid"],
+        nlayers=configs["nlayers"],
+        nlayers_cls=configs["n_layers_cls"],
+        n_cls=1,
+        vocab=vocab,
+        dropout=configs["dropout"],
+        pad_token=configs["pad_token"],
+        pad_value=configs["pad_value"],
+        do_mvc=True,
+        do_dab=False,
+        use_batch_labels=False,
+        domain_spec_batchnorm=False,
+        explicit_zero_prob=False,
+        use_fast_transformer=False,
+        fast_transformer_backend="flash",
+        pre_norm=False,
+    )
+
+
 def load_scgpt(model_dir: Path | str, device: str = "cpu") -> ScGPTModel:
     """Load ``vocab.json``, ``args.json`` and ``best_model.pt`` from ``model_dir`` as ``embed_data`` does.
 
@@ -112,7 +143,6 @@ def load_scgpt(model_dir: Path | str, device: str = "cpu") -> ScGPTModel:
     import torch
 
     import_scgpt()
-    from scgpt.model import TransformerModel
     from scgpt.tokenizer import GeneVocab
     from scgpt.utils import load_pretrained
 
@@ -130,27 +160,7 @@ def load_scgpt(model_dir: Path | str, device: str = "cpu") -> ScGPTModel:
         raise ValueError(f"{model_dir / 'args.json'} lacks {absent}")
     vocab.set_default_index(vocab["<pad>"])
 
-    model = TransformerModel(
-        ntoken=len(vocab),
-        d_model=configs["embsize"],
-        nhead=configs["nheads"],
-        d_hid=configs["d_hid"],
-        nlayers=configs["nlayers"],
-        nlayers_cls=configs["n_layers_cls"],
-        n_cls=1,
-        vocab=vocab,
-        dropout=configs["dropout"],
-        pad_token=configs["pad_token"],
-        pad_value=configs["pad_value"],
-        do_mvc=True,
-        do_dab=False,
-        use_batch_labels=False,
-        domain_spec_batchnorm=False,
-        explicit_zero_prob=False,
-        use_fast_transformer=False,  # PyTorch attention: flash-attn 1.x is not installable with modern torch
-        fast_transformer_backend="flash",
-        pre_norm=False,
-    )
+    model = build_transformer(vocab, configs)
     state = torch.load(model_dir / "best_model.pt", map_location="cpu")
     # Checkpoints trained with flash-attn name the fused projection "Wqkv"; load_pretrained renames it.
     renamed = {k.replace("Wqkv.", "in_proj_"): v for k, v in state.items()}
