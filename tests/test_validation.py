@@ -410,7 +410,7 @@ def test_backed_opener_keeps_x_on_disk(pbmc, tmp_path):
     adata.file.close()
 
 
-def test_validation_imports_no_model_library():
+def test_validation_imports_no_model_library(tmp_path):
     """VALIDATE runs on CPU images without torch: the model scripts import it inside run_model."""
     code = textwrap.dedent(f"""
         import importlib.abc, json, runpy, sys
@@ -423,7 +423,7 @@ def test_validation_imports_no_model_library():
         for model, script, cls, config, variant, needs in [
             ("scvi", "scvi_model.py", "SCVI", "containers/scvi/config.yaml", "", "true"),
             ("baseline", "baseline_pca.py", "PcaBaseline", "containers/baseline/config.yaml", "pca", "false")]:
-            out = model + ".json"
+            out = {str(tmp_path)!r} + "/" + model + ".json"
             validate["main"](["--dataset_id", "pbmc", "--h5ad", {str(TEST_H5AD)!r}, "--organism", "homo_sapiens",
                 "--label_key", "cell_type", "--model", model, "--model_script", {str(BIN)!r} + "/" + script,
                 "--model_class", cls, "--model_config", {str(ROOT)!r} + "/" + config, "--variant", variant,
