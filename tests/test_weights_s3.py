@@ -275,6 +275,9 @@ def test_pipeline_fetches_weights_from_s3_and_reports_their_sha256(s3env, tmp_pa
     except s3env.client.exceptions.BucketAlreadyOwnedByYou:
         pass
     s3env.client.upload_file(str(SCVI_MODEL), bucket, "mirror/scvi/homo_sapiens/model.pt")
+    # -profile test also holds a mouse dataset: its scVI variant comes from the same mirror.
+    s3env.client.upload_file(str(SCVI_MODEL.parents[1] / "mus_musculus" / "model.pt"), bucket,
+                             "mirror/scvi/mus_musculus/model.pt")
     s3env.proxy.add("status", path="/mirror/scvi/homo_sapiens/model.pt", times=1)  # retried inside the run
     env = {**aws_test_env(s3env.proxy.url), "CZB_FETCH_BACKOFF": "0.1"}
     run = run_nextflow(tmp_path, "-profile", "test", "--weights_mirror", f"s3://{bucket}/mirror",
@@ -282,13 +285,15 @@ def test_pipeline_fetches_weights_from_s3_and_reports_their_sha256(s3env, tmp_pa
     assert run.returncode == 0, run.explain()
 
     digest = W.sha256_file(SCVI_MODEL)
-    manifests = list((tmp_path / "wc" / "scvi").glob(f"*/{WEIGHTS_MANIFEST}"))
-    assert len(manifests) == 1
-    manifest = json.loads(manifests[0].read_text())
+    manifests = {p.parent.name.split("-")[0]: json.loads(p.read_text())
+                 for p in (tmp_path / "wc" / "scvi").glob(f"*/{WEIGHTS_MANIFEST}")}
+    assert set(manifests) == {"homo_sapiens", "mus_musculus"}
+    manifest = manifests["homo_sapiens"]
     assert manifest["files"][0]["source"] == f"s3://{bucket}/mirror/scvi/homo_sapiens/model.pt"
     assert manifest["files"][0]["sha256"] == digest
 
-    rows = [row for row in run.results()["results"] if row["model"] == "scvi"]
+    rows = [row for row in run.results()["results"]
+            if row["model"] == "scvi" and row["variant"] == "homo_sapiens"]
     assert rows
     for row in rows:
         # the report writes "<file>=<sha256>" per weight file
