@@ -61,8 +61,9 @@ def nextflow_bin() -> str:
     return nextflow_binary()
 
 
-def run_nextflow(launch_dir: Path, *args: str, timeout: int = 1500, env: Dict[str, str] | None = None) -> NextflowRun:
-    """`nextflow run main.nf -profile test ...` in ``launch_dir``, offline, no plugins."""
+def run_nextflow(launch_dir: Path, *args: str, timeout: int = 1500, env: Dict[str, str] | None = None,
+                 main: Path = ROOT / "main.nf") -> NextflowRun:
+    """`nextflow run <main> ...` (this checkout's main.nf by default) in ``launch_dir``, offline, no plugins."""
     launch_dir.mkdir(parents=True, exist_ok=True)
     run_env = dict(os.environ)
     run_env.update(
@@ -77,7 +78,7 @@ def run_nextflow(launch_dir: Path, *args: str, timeout: int = 1500, env: Dict[st
     run_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{run_env.get('PATH', '')}"
     run_env.update(env or {})
     outdir = launch_dir / "results"
-    cmd = [nextflow_binary(), "run", str(ROOT / "main.nf"), "--outdir", str(outdir), *args]
+    cmd = [nextflow_binary(), "run", str(main), "--outdir", str(outdir), *args]
     proc = subprocess.run(cmd, cwd=launch_dir, env=run_env, capture_output=True, text=True, timeout=timeout)
     return NextflowRun(proc, launch_dir, outdir)
 

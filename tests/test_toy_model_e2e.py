@@ -9,16 +9,14 @@ reads the toy rows from benchmark_results.json.
 
 from __future__ import annotations
 
-import os
 import shutil
 import stat
-import subprocess
 from pathlib import Path
 from typing import Dict, Optional
 
 import pytest
 
-from conftest import ROOT, NextflowRun, nextflow_binary
+from conftest import ROOT, NextflowRun, run_nextflow
 
 pytestmark = pytest.mark.e2e
 
@@ -46,25 +44,10 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
-def run_nextflow_in(repo: Path, launch_dir: Path, *args: str, timeout: int = 1500,
-                    env: Optional[Dict[str, str]] = None) -> NextflowRun:
-    """`nextflow run <repo>/main.nf` in ``launch_dir`` (offline, no plugins), the JARs of this checkout."""
-    launch_dir.mkdir(parents=True, exist_ok=True)
-    run_env = dict(os.environ)
-    run_env.update(
-        NXF_HOME=str(launch_dir / ".nxf-home"),
-        NXF_OFFLINE="true",
-        NXF_PLUGINS_DEFAULT="false",
-        NXF_ANSI_LOG="false",
-        NXF_OPTS="-Xms256m -Xmx1g",
-        NXF_LIB_DIR=str(ROOT / "tools" / "nextflow-lib"),
-    )
-    run_env.pop("TOWER_ACCESS_TOKEN", None)
-    run_env.update(env or {})
-    outdir = launch_dir / "results"
-    cmd = [nextflow_binary(), "run", str(repo / "main.nf"), "--outdir", str(outdir), *args]
-    proc = subprocess.run(cmd, cwd=launch_dir, env=run_env, capture_output=True, text=True, timeout=timeout)
-    return NextflowRun(proc, launch_dir, outdir)
+def run_nextflow_in(repo: Path, launch_dir: Path, *args: str, env: Optional[Dict[str, str]] = None) -> NextflowRun:
+    """`nextflow run <repo>/main.nf` in ``launch_dir``, with the Nextflow JARs of this checkout."""
+    return run_nextflow(launch_dir, *args, main=repo / "main.nf",
+                        env={"NXF_LIB_DIR": str(ROOT / "tools" / "nextflow-lib"), **(env or {})})
 
 
 def add_toy_model(repo: Path) -> None:
