@@ -37,6 +37,58 @@ def test_silhouette_samples_equals_sklearn(blobs):
     np.testing.assert_allclose(silhouette_samples(X, labels, block_rows=64), sk(X, labels), atol=1e-5)
 
 
+@pytest.mark.parametrize("block_rows,block_cols,threads", [(64, 100, 1), (37, 71, 2), (512, 4096, 3)])
+def test_silhouette_samples_is_the_same_for_any_tiling_and_thread_count(blobs, block_rows, block_cols, threads):
+    from sklearn.metrics import silhouette_samples as sk
+
+    from czbenchmarks.tasks.metrics import silhouette_samples
+
+    X, labels, _ = blobs
+    # Far from the origin: the centring is what keeps float32 tiles exact enough here.
+    got = silhouette_samples(X + 1000.0, labels, block_rows=block_rows, block_cols=block_cols, n_threads=threads)
+    np.testing.assert_allclose(got, sk(X.astype(np.float64), labels), atol=1e-5)
+
+
+@pytest.mark.parametrize("include_self", [True, False])
+def test_exact_knn_equals_sklearn_brute_force(blobs, include_self):
+    from sklearn.neighbors import NearestNeighbors
+
+    from czbenchmarks.tasks.metrics import exact_knn
+
+    X, _, _ = blobs
+    X = X.astype(np.float64)
+    nn = NearestNeighbors(n_neighbors=20, algorithm="brute").fit(X)
+    expected_dist, expected_idx = nn.kneighbors(X) if include_self else nn.kneighbors()
+    dist, idx = exact_knn(X, 20, include_self=include_self, n_threads=2, block_rows=16)
+    np.testing.assert_array_equal(idx, expected_idx)
+    np.testing.assert_allclose(dist, expected_dist, atol=1e-6)
+    assert (idx[:, 0] == np.arange(len(X))).all() == include_self
+
+
+def test_exact_knn_bounds_candidates_on_column_samples_exactly_even_for_sorted_clusters():
+    """4,000 cells stored cluster by cluster: every 8th column bounds the k-th distance (never below it)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from czbenchmarks.tasks.metrics import exact_knn
+
+    rng = np.random.default_rng(3)
+    X = np.repeat(rng.normal(0, 4, size=(8, 10)), 500, axis=0) + rng.normal(0, 1, size=(4000, 10))
+    expected_dist, expected_idx = NearestNeighbors(n_neighbors=30, algorithm="brute").fit(X).kneighbors(X)
+    dist, idx = exact_knn(X, 30, include_self=True, n_threads=2)
+    np.testing.assert_array_equal(idx, expected_idx)
+    np.testing.assert_allclose(dist, expected_dist, atol=1e-5)
+
+
+def test_exact_knn_keeps_self_first_among_duplicates_and_breaks_ties_by_index():
+    from czbenchmarks.tasks.metrics import exact_knn
+
+    X = np.zeros((6, 3), dtype=np.float32)  # every distance is 0: a pure tie
+    _, idx = exact_knn(X, 3, include_self=True, n_threads=1)
+    assert idx.tolist() == [[0, 1, 2], [1, 0, 2], [2, 0, 1], [3, 0, 1], [4, 0, 1], [5, 0, 1]]
+    _, idx = exact_knn(X, 10, include_self=False, n_threads=1)
+    assert idx.shape == (6, 5) and not (idx == np.arange(6)[:, None]).any()
+
+
 def test_silhouette_label_and_batch_equal_scib_metrics(blobs):
     import scib_metrics  # pinned in requirements/test.lock.txt: a missing install must fail, not skip
     from czbenchmarks.tasks.metrics import silhouette_batch, silhouette_label
@@ -60,6 +112,24 @@ def test_entropy_per_cell_matches_a_direct_computation(blobs):
     # Perfectly separated batches -> 0; the seed is recorded but exact kNN makes it irrelevant.
     sep = np.vstack([np.zeros((250, 2)), np.full((250, 2), 100.0)]) + np.random.default_rng(1).normal(0, 0.1, (500, 2))
     assert entropy_per_cell(sep, np.repeat(["x", "y"], 250)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_exact_knn_transformer_gives_scanpys_sklearn_graph(blobs):
+    import anndata as ad
+    import scanpy as sc
+
+    from czbenchmarks.tasks.metrics import ExactKNNTransformer
+
+    X, _, _ = blobs
+    graphs = []
+    for transformer in ("sklearn", ExactKNNTransformer(15)):
+        adata = ad.AnnData(obs=pd.DataFrame(index=[str(i) for i in range(len(X))]))
+        adata.obsm["emb"] = X
+        sc.pp.neighbors(adata, use_rep="emb", n_neighbors=15, transformer=transformer)
+        graphs.append(adata.obsp["connectivities"])
+    assert (graphs[0] != 0).nnz > 0
+    np.testing.assert_array_equal(graphs[0].nonzero(), graphs[1].nonzero())
+    np.testing.assert_allclose(graphs[0].toarray(), graphs[1].toarray(), atol=1e-5)
 
 
 def test_clustering_equals_scanpy_leiden_and_sklearn_scores(blobs):

@@ -140,6 +140,7 @@ def umap_plot(h5ad: Path, label_key: str, title: str, max_cells: int = 5000, see
     import scanpy as sc
 
     from .constants import EMBEDDED_OBS_KEY, EMBEDDING_OBSM_KEY
+    from .tasks.metrics import ExactKNNTransformer
 
     adata = ad.read_h5ad(h5ad)
     emb = np.asarray(adata.obsm[EMBEDDING_OBSM_KEY], dtype=np.float32)
@@ -151,7 +152,7 @@ def umap_plot(h5ad: Path, label_key: str, title: str, max_cells: int = 5000, see
         idx = np.sort(np.random.default_rng(seed).choice(idx, size=max_cells, replace=False))
     work = ad.AnnData(obs=adata.obs.iloc[idx].copy())
     work.obsm["emb"] = emb[idx]
-    sc.pp.neighbors(work, use_rep="emb", n_neighbors=min(15, len(idx) - 1), random_state=seed, transformer="sklearn")
+    sc.pp.neighbors(work, use_rep="emb", random_state=seed, transformer=ExactKNNTransformer(min(15, len(idx))))
     sc.tl.umap(work, random_state=seed)
     coords = work.obsm["X_umap"]
     labels = work.obs[label_key].astype(str).to_numpy() if label_key in work.obs.columns else np.array(["?"] * len(idx))

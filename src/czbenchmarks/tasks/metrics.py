@@ -5,11 +5,14 @@ classifiers; scipy for Pearson; scanpy for the Leiden graph and DE genes). Two p
 here because the libraries are slow at scale; both give the libraries' values (``tests/test_tasks.py``
 compares them):
 
-* :func:`silhouette_samples` — the exact silhouette in float32 BLAS blocks, 5x faster than
-  ``sklearn.metrics.silhouette_samples`` and scib-metrics' jax version (no 40 s import and compile);
-  :func:`silhouette_label` / :func:`silhouette_batch` follow ``scib_metrics`` exactly on top of it.
-* :func:`exact_knn` — scikit-learn's exact (brute-force) kNN, where scib-metrics and scanpy would
-  compile pynndescent for ~20 s in every process and return approximate neighbours.
+* :func:`silhouette_samples` — the exact silhouette from cache-sized float32 distance tiles on all cores;
+  :func:`silhouette_label` / :func:`silhouette_batch` follow ``scib_metrics`` exactly on top of it, without
+  its jax import and compilation.
+* :func:`exact_knn` — exact neighbours from the same tiles, re-ranked in float64: scikit-learn's brute-force
+  result, where scib-metrics and scanpy would compile pynndescent for ~20 s in every process and return
+  approximate neighbours.
+
+``bench/bench_metrics.py`` measures both against scib-metrics' defaults.
 """
 
 from __future__ import annotations
@@ -27,47 +30,98 @@ def _codes(labels: Iterable) -> Tuple[np.ndarray, np.ndarray]:
     return uniques, inverse.ravel()
 
 
-def silhouette_samples(X: np.ndarray, labels: Iterable, block_rows: int = 2048) -> np.ndarray:
+def _n_threads(n_threads: Optional[int] = None) -> int:
+    """Worker threads: ``n_threads``, else ``$OMP_NUM_THREADS`` (EVALUATE sets it to the task's cpus), else the
+    cores this process may use."""
+    import os
+
+    if n_threads:
+        return int(n_threads)
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else len(os.sched_getaffinity(0))
+
+
+class _SquaredDistances:
+    """Squared Euclidean distances between blocks of cells, each block one float32 matrix product.
+
+    The cells are centred (distances do not change; float32 cancellation shrinks) and augmented so that
+    ``left[i] @ right[j] = |x_i|^2 + |x_j|^2 - 2 x_i.x_j``: no elementwise passes to add the norms.
+    """
+
+    def __init__(self, X: np.ndarray) -> None:
+        centred = np.asarray(X, dtype=np.float64)
+        centred = centred - centred.mean(axis=0)
+        sq = np.einsum("ij,ij->i", centred, centred)[:, None]
+        ones = np.ones_like(sq)
+        self.centred = centred
+        self.left = np.ascontiguousarray(np.hstack([centred, sq, ones]), dtype=np.float32)
+        self.right = np.ascontiguousarray(np.hstack([-2.0 * centred, ones, sq]), dtype=np.float32)
+        self.n = centred.shape[0]
+
+    def block(self, rows: slice, cols: slice) -> np.ndarray:
+        """``rows x cols`` squared distances (float32, rounding residue below 0 clipped)."""
+        out = self.left[rows] @ self.right[cols].T
+        return np.maximum(out, 0.0, out=out)
+
+
+def _for_row_blocks(n: int, block_rows: int, work, n_threads: Optional[int]) -> None:
+    """Run ``work(start, stop)`` for every row block on a thread pool (numpy and BLAS release the GIL;
+    BLAS itself is held to one thread per worker so the workers do not oversubscribe the cores)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    starts = range(0, n, block_rows)
+    threads = min(_n_threads(n_threads), len(starts)) or 1
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+        for _ in pool.map(lambda s: work(s, min(s + block_rows, n)), starts):
+            pass
+
+
+def silhouette_samples(
+    X: np.ndarray, labels: Iterable, block_rows: int = 256, block_cols: int = 4096, n_threads: Optional[int] = None
+) -> np.ndarray:
     """Exact Euclidean silhouette of every cell, as ``sklearn.metrics.silhouette_samples``.
 
-    Distances are computed block by block in float32 (``|a|^2 + |b|^2 - 2ab``), summed per
-    label with one matrix product, so memory stays at ``block_rows x n_cells``. Cells alone in their
-    label get 0, as in scikit-learn.
+    Distances are computed in ``block_rows x block_cols`` float32 tiles that stay in cache, summed per label
+    with one matrix product per tile (into float64), on ``n_threads`` threads. Memory is
+    ``n_cells x (dims + labels)`` plus one tile per thread. Cells alone in their label get 0, as in
+    scikit-learn.
     """
-    X = np.ascontiguousarray(X, dtype=np.float32)
     _, codes = _codes(labels)
-    n = X.shape[0]
+    n = len(codes)
     n_labels = int(codes.max()) + 1 if n else 0
     if n_labels < 2:
         raise ValueError(f"silhouette needs at least 2 labels, got {n_labels}")
+    distances = _SquaredDistances(X)
     onehot = np.zeros((n, n_labels), dtype=np.float32)
     onehot[np.arange(n), codes] = 1.0
-    counts = onehot.sum(axis=0).astype(np.float64)
-    sq = np.einsum("ij,ij->i", X, X)
-    out = np.empty(n, dtype=np.float64)
-    for start in range(0, n, block_rows):
-        stop = min(start + block_rows, n)
-        dist = X[start:stop] @ X.T
-        dist *= -2.0
-        dist += sq[start:stop, None]
-        dist += sq[None, :]
-        np.maximum(dist, 0.0, out=dist)
-        np.sqrt(dist, out=dist)
-        rows = np.arange(stop - start)
-        # A cell's distance to itself is 0 in exact arithmetic; remove float32 residue.
-        dist[rows, np.arange(start, stop)] = 0.0
-        sums = (dist @ onehot).astype(np.float64)
-        own = codes[start:stop]
-        intra = sums[rows, own] / np.maximum(counts[own] - 1, 1)
-        inter = sums / counts
-        inter[rows, own] = np.inf
-        nearest = inter.min(axis=1)
-        denom = np.maximum(intra, nearest)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            sil = np.where(denom > 0, (nearest - intra) / denom, 0.0)
-        sil[counts[own] <= 1] = 0.0
-        out[start:stop] = sil
-    return out
+    sums = np.empty((n, n_labels), dtype=np.float64)
+
+    def work(start: int, stop: int) -> None:
+        acc = np.zeros((stop - start, n_labels), dtype=np.float64)
+        for col in range(0, n, block_cols):
+            col_stop = min(col + block_cols, n)
+            tile = distances.block(slice(start, stop), slice(col, col_stop))
+            # A cell's distance to itself is 0 in exact arithmetic; remove float32 residue.
+            diag = np.arange(max(start, col), min(stop, col_stop))
+            tile[diag - start, diag - col] = 0.0
+            np.sqrt(tile, out=tile)
+            acc += tile @ onehot[col:col_stop]
+        sums[start:stop] = acc
+
+    _for_row_blocks(n, block_rows, work, n_threads)
+    counts = np.bincount(codes, minlength=n_labels).astype(np.float64)
+    rows = np.arange(n)
+    intra = sums[rows, codes] / np.maximum(counts[codes] - 1, 1)
+    inter = sums / counts
+    inter[rows, codes] = np.inf
+    nearest = inter.min(axis=1)
+    denom = np.maximum(intra, nearest)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sil = np.where(denom > 0, (nearest - intra) / denom, 0.0)
+    sil[counts[codes] <= 1] = 0.0
+    return sil
 
 
 def silhouette_label(X: np.ndarray, labels: Iterable, rescale: bool = True) -> float:
@@ -98,25 +152,68 @@ def silhouette_batch(X: np.ndarray, labels: Iterable, batch: Iterable, rescale: 
     return float(np.mean(per_label))
 
 
-def exact_knn(X: np.ndarray, n_neighbors: int, include_self: bool = True, n_threads: Optional[int] = None):
-    """Exact Euclidean kNN with scikit-learn (brute force): ``(distances, indices)``, self first when included.
+def exact_knn(
+    X: np.ndarray,
+    n_neighbors: int,
+    include_self: bool = True,
+    n_threads: Optional[int] = None,
+    block_rows: int = 64,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Exact Euclidean kNN (brute force): ``(distances, indices)``, nearest first, as scikit-learn's
+    ``NearestNeighbors(algorithm="brute").kneighbors``; with ``include_self`` each cell is its own first
+    neighbour, without it the cell is left out.
 
-    OpenMP threads are capped at ``n_threads`` (default ``$OMP_NUM_THREADS``, else 1; EVALUATE sets it to the
-    task's cpus): scikit-learn's kNN kernel spins badly when it has more threads than free cores.
+    Candidates are chosen on float32 block distances (as :func:`silhouette_samples`), with a margin, and
+    re-ranked on float64 distances, so the result is exact; neighbours at equal distance are ordered by index. Runs on
+    ``n_threads`` threads (default ``$OMP_NUM_THREADS``, else the usable cores). scikit-learn's own brute
+    kNN gives the same neighbours 5-10x slower here (float64 upcast, one heap per row); scib-metrics and
+    scanpy would compile pynndescent for ~20 s per process and return approximate neighbours.
     """
-    import os
+    distances = _SquaredDistances(X)
+    n = distances.n
+    k = min(n_neighbors, n - (0 if include_self else 1))
+    if k < 1:
+        raise ValueError(f"kNN needs at least 2 cells, got {n}")
+    n_candidates = min(k + (0 if include_self else 1) + 16, n)
+    dist_out = np.empty((n, k), dtype=np.float64)
+    idx_out = np.empty((n, k), dtype=np.int64)
 
-    from sklearn.neighbors import NearestNeighbors
-    from threadpoolctl import threadpool_limits
+    # A row's k-th distance is at most the k-th among every ``step``-th column: that bound picks a few
+    # candidates per row with one comparison pass instead of a selection over all n columns.
+    step = max(1, min(8, n // (8 * n_candidates)))
 
-    threads = n_threads or int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
-    X = np.asarray(X, dtype=np.float32)
-    k = min(n_neighbors, X.shape[0] - (0 if include_self else 1))
-    with threadpool_limits(limits=threads, user_api="openmp"):
-        nn = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(X)
+    def work(start: int, stop: int) -> None:
+        rows = np.arange(stop - start)
+        block = distances.block(slice(start, stop), slice(None))
+        # Self is placed first (include_self) or out of reach (not include_self) before selection.
+        block[rows, rows + start] = -1.0 if include_self else np.inf
+        if n_candidates < n:
+            bound = np.partition(block[:, ::step], n_candidates - 1, axis=1)[:, n_candidates - 1]
+            flat = np.flatnonzero(block <= bound[:, None])
+            row_of, col_of = np.divmod(flat, n)
+            per_row = np.bincount(row_of, minlength=stop - start)
+            slot = np.arange(len(flat)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+            near = np.full((stop - start, per_row.max()), np.inf, dtype=np.float32)
+            near[row_of, slot] = block.ravel()[flat]
+            near_cols = np.zeros(near.shape, dtype=np.int64)
+            near_cols[row_of, slot] = col_of
+            chosen = np.argpartition(near, n_candidates - 1, axis=1)[:, :n_candidates]
+            candidates = np.take_along_axis(near_cols, chosen, axis=1)
+        else:
+            candidates = np.broadcast_to(np.arange(n), (stop - start, n))
+        candidates = np.sort(candidates, axis=1)
+        diff = distances.centred[candidates] - distances.centred[start:stop, None, :]
+        exact = np.einsum("ijk,ijk->ij", diff, diff)
         if include_self:
-            return nn.kneighbors(X, n_neighbors=k)
-        return nn.kneighbors(n_neighbors=k)
+            exact[candidates == (rows + start)[:, None]] = -1.0
+        else:
+            exact[candidates == (rows + start)[:, None]] = np.inf
+        order = np.argsort(exact, axis=1, kind="stable")[:, :k]
+        idx_out[start:stop] = np.take_along_axis(candidates, order, axis=1)
+        dist_out[start:stop] = np.sqrt(np.maximum(np.take_along_axis(exact, order, axis=1), 0.0))
+
+    _for_row_blocks(n, block_rows, work, n_threads)
+    return dist_out, idx_out
 
 
 def entropy_per_cell(
@@ -144,6 +241,44 @@ def entropy_per_cell(
     return float(np.mean(entropy))
 
 
+class ExactKNNTransformer:
+    """The kNN graph of :func:`exact_knn` as a scanpy ``transformer`` (``sc.pp.neighbors(transformer=...)``).
+
+    Follows scikit-learn's ``KNeighborsTransformer`` protocol for the one call scanpy makes,
+    ``fit_transform`` on the cells themselves: a CSR distance matrix with ``n_neighbors`` entries per row,
+    the cell itself first (scanpy's ``n_neighbors`` counts the cell). scanpy's own choice would be exact
+    brute force up to 4096 cells and pynndescent above (approximate, and broken with pynndescent 0.7).
+    """
+
+    def __init__(self, n_neighbors: int = N_NEIGHBORS, n_threads: Optional[int] = None) -> None:
+        self.n_neighbors = n_neighbors
+        self.n_threads = n_threads
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {"n_neighbors": self.n_neighbors, "n_threads": self.n_threads}
+
+    def set_params(self, **params) -> "ExactKNNTransformer":
+        for key, value in params.items():
+            setattr(self, key, value)
+        return self
+
+    def fit(self, X: np.ndarray, y: None = None) -> "ExactKNNTransformer":
+        self._fitted = X
+        return self
+
+    def transform(self, X: np.ndarray):
+        if X is not getattr(self, "_fitted", None):
+            raise ValueError("ExactKNNTransformer gives the graph of the fitted cells only: call fit_transform(X)")
+        from scipy.sparse import csr_matrix
+
+        distances, indices = exact_knn(X, self.n_neighbors, include_self=True, n_threads=self.n_threads)
+        n, k = indices.shape
+        return csr_matrix((distances.ravel(), indices.ravel(), np.arange(0, n * k + 1, k)), shape=(n, n))
+
+    def fit_transform(self, X: np.ndarray, y: None = None):
+        return self.fit(X).transform(X)
+
+
 def leiden_clusters(
     embedding: np.ndarray,
     random_seed: int = RANDOM_SEED,
@@ -152,19 +287,15 @@ def leiden_clusters(
     flavor: str = FLAVOR,
     resolution: float = 1.0,
 ) -> np.ndarray:
-    """Leiden clusters (scanpy, igraph flavour, seeded) of the kNN graph of an embedding.
-
-    The graph is scanpy's UMAP-weighted kNN graph built from scikit-learn's exact neighbours
-    (``transformer="sklearn"``): scanpy's own default is exact brute force up to 4096 cells and
-    pynndescent above, which is approximate and breaks with pynndescent 0.7 (see requirements).
-    """
+    """Leiden clusters (scanpy, igraph flavour, seeded) of scanpy's UMAP-weighted graph of the exact
+    ``n_neighbors`` neighbours (:class:`ExactKNNTransformer`)."""
     import anndata as ad
     import pandas as pd
     import scanpy as sc
 
     adata = ad.AnnData(obs=pd.DataFrame(index=[str(i) for i in range(embedding.shape[0])]))
     adata.obsm["emb"] = np.asarray(embedding, dtype=np.float32)
-    sc.pp.neighbors(adata, use_rep="emb", n_neighbors=n_neighbors, random_state=random_seed, transformer="sklearn")
+    sc.pp.neighbors(adata, use_rep="emb", random_state=random_seed, transformer=ExactKNNTransformer(n_neighbors))
     sc.tl.leiden(
         adata, flavor=flavor, n_iterations=n_iterations, resolution=resolution,
         random_state=random_seed, key_added="leiden", directed=False,
