@@ -58,10 +58,19 @@ class _SquaredDistances:
         self.right = np.ascontiguousarray(np.hstack([-2.0 * centred, ones, sq]), dtype=np.float32)
         self.n = centred.shape[0]
 
-    def block(self, rows: slice, cols: slice) -> np.ndarray:
-        """``rows x cols`` squared distances (float32, rounding residue below 0 clipped)."""
-        out = self.left[rows] @ self.right[cols].T
+    def block(self, rows: slice, cols: slice, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """``rows x cols`` squared distances (float32, rounding residue below 0 clipped), into ``out`` if given."""
+        out = np.matmul(self.left[rows], self.right[cols].T, out=out)
         return np.maximum(out, 0.0, out=out)
+
+    def rows_to_all(self, rows: slice, out: np.ndarray, block_cols: int = 8192) -> np.ndarray:
+        """Squared distances of ``rows`` to every cell, into ``out``, unclipped (for ranking: residue below 0
+        only occurs between near-identical cells). In column tiles, which BLAS packs into cache (one product
+        against all cells runs ~1.5x slower)."""
+        for col in range(0, self.n, block_cols):
+            cols = slice(col, min(col + block_cols, self.n))
+            np.matmul(self.left[rows], self.right[cols].T, out=out[:, cols])
+        return out
 
 
 def _for_row_blocks(n: int, block_rows: int, work, n_threads: Optional[int]) -> None:
@@ -79,15 +88,17 @@ def _for_row_blocks(n: int, block_rows: int, work, n_threads: Optional[int]) -> 
 
 
 def silhouette_samples(
-    X: np.ndarray, labels: Iterable, block_rows: int = 256, block_cols: int = 4096, n_threads: Optional[int] = None
+    X: np.ndarray, labels: Iterable, block: int = 512, n_threads: Optional[int] = None
 ) -> np.ndarray:
     """Exact Euclidean silhouette of every cell, as ``sklearn.metrics.silhouette_samples``.
 
-    Distances are computed in ``block_rows x block_cols`` float32 tiles that stay in cache, summed per label
-    with one matrix product per tile (into float64), on ``n_threads`` threads. Memory is
-    ``n_cells x (dims + labels)`` plus one tile per thread. Cells alone in their label get 0, as in
-    scikit-learn.
+    Distances are computed in ``block x block`` float32 tiles that stay in cache, each tile once for both of
+    its sides (distances are symmetric), summed per label with matrix products into float64, on
+    ``n_threads`` threads. Memory is ``n_cells x (dims + labels)`` plus one tile per thread. Cells alone in
+    their label get 0, as in scikit-learn.
     """
+    import threading
+
     _, codes = _codes(labels)
     n = len(codes)
     n_labels = int(codes.max()) + 1 if n else 0
@@ -96,21 +107,29 @@ def silhouette_samples(
     distances = _SquaredDistances(X)
     onehot = np.zeros((n, n_labels), dtype=np.float32)
     onehot[np.arange(n), codes] = 1.0
-    sums = np.empty((n, n_labels), dtype=np.float64)
+    sums = np.zeros((n, n_labels), dtype=np.float64)
+    # Row block i adds into its own rows and into every later block's rows: one lock per block.
+    locks = [threading.Lock() for _ in range(0, n, block)]
 
     def work(start: int, stop: int) -> None:
-        acc = np.zeros((stop - start, n_labels), dtype=np.float64)
-        for col in range(0, n, block_cols):
-            col_stop = min(col + block_cols, n)
+        # The block against itself: its rows only (both orders of each pair are in it).
+        tile = distances.block(slice(start, stop), slice(start, stop))
+        # A cell's distance to itself is 0 in exact arithmetic; remove float32 residue.
+        np.fill_diagonal(tile, 0.0)
+        np.sqrt(tile, out=tile)
+        own = (tile @ onehot[start:stop]).astype(np.float64)
+        for col in range(stop, n, block):
+            col_stop = min(col + block, n)
             tile = distances.block(slice(start, stop), slice(col, col_stop))
-            # A cell's distance to itself is 0 in exact arithmetic; remove float32 residue.
-            diag = np.arange(max(start, col), min(stop, col_stop))
-            tile[diag - start, diag - col] = 0.0
             np.sqrt(tile, out=tile)
-            acc += tile @ onehot[col:col_stop]
-        sums[start:stop] = acc
+            own += tile @ onehot[col:col_stop]
+            theirs = tile.T @ onehot[start:stop]
+            with locks[col // block]:
+                sums[col:col_stop] += theirs
+        with locks[start // block]:
+            sums[start:stop] += own
 
-    _for_row_blocks(n, block_rows, work, n_threads)
+    _for_row_blocks(n, block, work, n_threads)
     counts = np.bincount(codes, minlength=n_labels).astype(np.float64)
     rows = np.arange(n)
     intra = sums[rows, codes] / np.maximum(counts[codes] - 1, 1)
@@ -157,18 +176,21 @@ def exact_knn(
     n_neighbors: int,
     include_self: bool = True,
     n_threads: Optional[int] = None,
-    block_rows: int = 64,
+    block_rows: Optional[int] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Exact Euclidean kNN (brute force): ``(distances, indices)``, nearest first, as scikit-learn's
     ``NearestNeighbors(algorithm="brute").kneighbors``; with ``include_self`` each cell is its own first
     neighbour, without it the cell is left out.
 
     Candidates are chosen on float32 block distances (as :func:`silhouette_samples`), with a margin, and
-    re-ranked on float64 distances, so the result is exact; neighbours at equal distance are ordered by index. Runs on
-    ``n_threads`` threads (default ``$OMP_NUM_THREADS``, else the usable cores). scikit-learn's own brute
-    kNN gives the same neighbours 5-10x slower here (float64 upcast, one heap per row); scib-metrics and
-    scanpy would compile pynndescent for ~20 s per process and return approximate neighbours.
+    re-ranked on float64 distances, so the result is exact; neighbours at equal distance are ordered by
+    index. Runs on ``n_threads`` threads (default ``$OMP_NUM_THREADS``, else the usable cores), each holding
+    one ``block_rows x n_cells`` float32 block (default: about 64 MB). scikit-learn's own brute kNN gives
+    the same neighbours several times slower (float64 upcast, one heap per row); scib-metrics and scanpy
+    would compile pynndescent for ~20 s per process and return approximate neighbours.
     """
+    import threading
+
     distances = _SquaredDistances(X)
     n = distances.n
     k = min(n_neighbors, n - (0 if include_self else 1))
@@ -181,22 +203,29 @@ def exact_knn(
     # A row's k-th distance is at most the k-th among every ``step``-th column: that bound picks a few
     # candidates per row with one comparison pass instead of a selection over all n columns.
     step = max(1, min(8, n // (8 * n_candidates)))
+    block_rows = block_rows or max(16, min(256, (1 << 24) // n))
+    per_thread = threading.local()
 
     def work(start: int, stop: int) -> None:
+        if not hasattr(per_thread, "block"):
+            per_thread.block = np.empty((block_rows, n), dtype=np.float32)
         rows = np.arange(stop - start)
-        block = distances.block(slice(start, stop), slice(None))
+        block = distances.rows_to_all(slice(start, stop), out=per_thread.block[: stop - start])
         # Self is placed first (include_self) or out of reach (not include_self) before selection.
-        block[rows, rows + start] = -1.0 if include_self else np.inf
+        block[rows, rows + start] = -np.inf if include_self else np.inf
         if n_candidates < n:
             bound = np.partition(block[:, ::step], n_candidates - 1, axis=1)[:, n_candidates - 1]
             flat = np.flatnonzero(block <= bound[:, None])
+            # Each row's survivors, left-aligned in a padded matrix (flat 1-D indexing: much faster than 2-D).
             row_of, col_of = np.divmod(flat, n)
             per_row = np.bincount(row_of, minlength=stop - start)
+            width = int(per_row.max())
             slot = np.arange(len(flat)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
-            near = np.full((stop - start, per_row.max()), np.inf, dtype=np.float32)
-            near[row_of, slot] = block.ravel()[flat]
+            target = row_of * width + slot
+            near = np.full((stop - start, width), np.inf, dtype=np.float32)
+            near.ravel()[target] = block.ravel()[flat]
             near_cols = np.zeros(near.shape, dtype=np.int64)
-            near_cols[row_of, slot] = col_of
+            near_cols.ravel()[target] = col_of
             chosen = np.argpartition(near, n_candidates - 1, axis=1)[:, :n_candidates]
             candidates = np.take_along_axis(near_cols, chosen, axis=1)
         else:
