@@ -49,6 +49,18 @@ def test_silhouette_samples_is_the_same_for_any_tiling_and_thread_count(blobs, b
     np.testing.assert_allclose(got, sk(X.astype(np.float64), labels), atol=1e-5)
 
 
+def test_metric_threads_follow_the_argument_then_omp_num_threads_then_the_usable_cores(monkeypatch):
+    import os
+
+    from czbenchmarks.tasks.metrics import _n_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert _n_threads(5) == 5
+    assert _n_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert _n_threads() == len(os.sched_getaffinity(0))
+
+
 @pytest.mark.parametrize("include_self", [True, False])
 def test_exact_knn_equals_sklearn_brute_force(blobs, include_self):
     from sklearn.neighbors import NearestNeighbors

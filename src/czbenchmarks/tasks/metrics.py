@@ -38,7 +38,9 @@ def _n_threads(n_threads: Optional[int] = None) -> int:
     if n_threads:
         return int(n_threads)
     env = os.environ.get("OMP_NUM_THREADS", "")
-    return int(env) if env.isdigit() and int(env) > 0 else len(os.sched_getaffinity(0))
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class _SquaredDistances:
@@ -58,9 +60,9 @@ class _SquaredDistances:
         self.right = np.ascontiguousarray(np.hstack([-2.0 * centred, ones, sq]), dtype=np.float32)
         self.n = centred.shape[0]
 
-    def block(self, rows: slice, cols: slice, out: Optional[np.ndarray] = None) -> np.ndarray:
-        """``rows x cols`` squared distances (float32, rounding residue below 0 clipped), into ``out`` if given."""
-        out = np.matmul(self.left[rows], self.right[cols].T, out=out)
+    def block(self, rows: slice, cols: slice) -> np.ndarray:
+        """``rows x cols`` squared distances (float32, rounding residue below 0 clipped)."""
+        out = self.left[rows] @ self.right[cols].T
         return np.maximum(out, 0.0, out=out)
 
     def rows_to_all(self, rows: slice, out: np.ndarray, block_cols: int = 8192) -> np.ndarray:
