@@ -65,6 +65,22 @@ def datasetTasks(Map row, List requested, String line) {
 }
 
 /*
+ * One dataset's meta map, from a samplesheet row or a catalog entry (same keys).
+ */
+def datasetMeta(Map row, List requested, String line) {
+    return [
+        id            : row.id,
+        organism      : row.organism,
+        label_key     : row.label_key,
+        batch_key     : row.batch_key ?: '',
+        condition_key : row.condition_key ?: '',
+        split_key     : row.condition_key ? (row.split_key ?: 'split') : '',
+        perturbation  : row.condition_key ? true : false,
+        tasks         : datasetTasks(row, requested, line),
+    ]
+}
+
+/*
  * Samplesheet -> channel of [meta, h5ad]. One clear error per bad row.
  */
 def readSamplesheet(String samplesheet) {
@@ -92,17 +108,7 @@ def readSamplesheet(String samplesheet) {
             if (!remote && !h5ad.exists()) {
                 error "${line}: h5ad file not found: ${row.h5ad}"
             }
-            def meta = [
-                id            : row.id,
-                organism      : row.organism,
-                label_key     : row.label_key,
-                batch_key     : row.batch_key ?: '',
-                condition_key : row.condition_key ?: '',
-                split_key     : row.condition_key ? (row.split_key ?: 'split') : '',
-                perturbation  : row.condition_key ? true : false,
-                tasks         : datasetTasks(row, requested, line),
-            ]
-            [meta, h5ad]
+            [datasetMeta(row, requested, line), h5ad]
         }
 }
 
@@ -126,18 +132,7 @@ def catalogDatasets(String names, String catalogPath, String input) {
         }
         def row = [id: name] + entry.findAll { k, v -> k != 'path' }.collectEntries { k, v -> [k, v as String] }
         def line = "dataset catalog ${file(catalogPath).name}, dataset '${name}'"
-        def meta = [
-            id            : name,
-            organism      : row.organism,
-            label_key     : row.label_key,
-            batch_key     : row.batch_key ?: '',
-            condition_key : row.condition_key ?: '',
-            split_key     : row.condition_key ? (row.split_key ?: 'split') : '',
-            perturbation  : row.condition_key ? true : false,
-            tasks         : datasetTasks(row, requested, line),
-            source        : entry.path as String,
-        ]
-        [meta, entry.path as String]
+        [datasetMeta(row, requested, line), entry.path as String]
     }
 }
 
