@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from czbenchmarks.tasks.metrics import neighbourhood_entropy
+
 OUT = Path(__file__).resolve().parent / "out"
 
 OURS = r"""
@@ -69,17 +71,6 @@ np.save(sys.argv[3], nn.indices)
 print(json.dumps({"values": out, "times": {"import": t1 - t0, "silhouette_label": t2 - t1,
                   "silhouette_batch": t3 - t2, "knn": t4 - t3}}))
 """
-
-
-def entropy_from_neighbours(idx: np.ndarray, batch: np.ndarray) -> float:
-    """czbenchmarks' entropy per cell (mean, normalised) from a neighbour index matrix (self included)."""
-    codes = np.unique(batch, return_inverse=True)[1].ravel()
-    n_batches = codes.max() + 1
-    nb = codes[idx]
-    freq = np.stack([(nb == j).mean(axis=1) for j in range(n_batches)], axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(freq > 0, freq * np.log(freq), 0.0)
-    return float(np.mean(-terms.sum(axis=1) / np.log(n_batches)))
 
 
 def synthetic(n_cells: int, dims: int, seed: int = 0):
@@ -122,8 +113,8 @@ def main() -> None:
         print(f"ours: {ours['wall']:.1f} s {ours['times']}", flush=True)
         scib = run_side(SCIB, data, args.k, Path(tmp) / "scib.npy", args.timeout)
         print(f"scib-metrics: {scib['wall']:.1f} s {scib['times']}", flush=True)
-        ours["values"]["entropy_per_cell"] = entropy_from_neighbours(np.load(Path(tmp) / "ours.npy"), batch)
-        scib["values"]["entropy_per_cell"] = entropy_from_neighbours(np.load(Path(tmp) / "scib.npy"), batch)
+        ours["values"]["entropy_per_cell"] = neighbourhood_entropy(np.load(Path(tmp) / "ours.npy"), batch)
+        scib["values"]["entropy_per_cell"] = neighbourhood_entropy(np.load(Path(tmp) / "scib.npy"), batch)
     diffs = {k: abs(ours["values"][k] - scib["values"][k]) for k in ours["values"]}
     same = diffs["silhouette_label"] < 1e-4 and diffs["silhouette_batch"] < 1e-4 and diffs["entropy_per_cell"] < 1e-2
     ratio = scib["wall"] / ours["wall"]

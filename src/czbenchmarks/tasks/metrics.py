@@ -235,10 +235,7 @@ def exact_knn(
         candidates = np.sort(candidates, axis=1)
         diff = distances.centred[candidates] - distances.centred[start:stop, None, :]
         exact = np.einsum("ijk,ijk->ij", diff, diff)
-        if include_self:
-            exact[candidates == (rows + start)[:, None]] = -1.0
-        else:
-            exact[candidates == (rows + start)[:, None]] = np.inf
+        exact[candidates == (rows + start)[:, None]] = -np.inf if include_self else np.inf
         order = np.argsort(exact, axis=1, kind="stable")[:, :k]
         idx_out[start:stop] = np.take_along_axis(candidates, order, axis=1)
         dist_out[start:stop] = np.sqrt(np.maximum(np.take_along_axis(exact, order, axis=1), 0.0))
@@ -247,22 +244,14 @@ def exact_knn(
     return dist_out, idx_out
 
 
-def entropy_per_cell(
-    X: np.ndarray, labels: Iterable, n_neighbors: int = ENTROPY_N_NEIGHBORS, random_seed: int = RANDOM_SEED
-) -> float:
-    """czbenchmarks' ``compute_entropy_per_cell``: mean over cells of the label entropy in each cell's
-    ``n_neighbors`` nearest neighbours (self included), natural log, divided by ``log(#labels)``.
-
-    The reference used an approximate HNSW index; this uses the exact neighbours, so
-    ``random_seed`` (kept for the reference's signature and recorded in results) does not change it.
-    """
-    del random_seed  # exact kNN is deterministic
+def neighbourhood_entropy(indices: np.ndarray, labels: Iterable) -> float:
+    """Mean over cells of the label entropy among each cell's neighbours (``indices``: one row per cell,
+    self included), natural log, divided by ``log(#labels)``."""
     uniques, codes = _codes(labels)
     if len(uniques) < 2:
         raise ValueError("entropy per cell needs at least 2 labels")
-    _, idx = exact_knn(X, n_neighbors, include_self=True)
-    neighbour_codes = codes[idx]
-    k = idx.shape[1]
+    neighbour_codes = codes[indices]
+    k = indices.shape[1]
     freq = np.zeros((len(codes), len(uniques)), dtype=np.float64)
     for j in range(len(uniques)):
         freq[:, j] = (neighbour_codes == j).sum(axis=1) / k
@@ -270,6 +259,20 @@ def entropy_per_cell(
         terms = np.where(freq > 0, freq * np.log(freq), 0.0)
     entropy = -terms.sum(axis=1) / np.log(len(uniques))
     return float(np.mean(entropy))
+
+
+def entropy_per_cell(
+    X: np.ndarray, labels: Iterable, n_neighbors: int = ENTROPY_N_NEIGHBORS, random_seed: int = RANDOM_SEED
+) -> float:
+    """czbenchmarks' ``compute_entropy_per_cell``: :func:`neighbourhood_entropy` of the labels among each
+    cell's ``n_neighbors`` nearest neighbours (self included).
+
+    The reference used an approximate HNSW index; this uses the exact neighbours, so
+    ``random_seed`` (kept for the reference's signature and recorded in results) does not change it.
+    """
+    del random_seed  # exact kNN is deterministic
+    _, indices = exact_knn(X, n_neighbors, include_self=True)
+    return neighbourhood_entropy(indices, labels)
 
 
 class ExactKNNTransformer:
