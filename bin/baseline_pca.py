@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""BASELINE: PCA on highly variable genes, as czbenchmarks' baseline.
+"""BASELINE: PCA on highly variable genes, as czbenchmarks' baseline; and the raw-expression baseline.
 
-normalize_total -> log1p -> 3000 HVGs (seurat flavour) -> 50 PCs, seeded with --seed
+PCA: normalize_total -> log1p -> 3000 HVGs (seurat flavour) -> 50 PCs, seeded with --seed
 (the reference fixed 42 whatever seed the run asked for).
+
+Raw expression (registry entry ``raw_expression``, output ``expression``): the dataset itself is
+scored by label prediction, so only its validator runs (in VALIDATE); no process runs this class.
 """
 
 from __future__ import annotations
@@ -63,6 +66,25 @@ class PcaBaseline(BaselineValidator, BaseModelImplementation):
         )
         self.run_info = info
         dataset.set_output(self.model_type, DataType.EMBEDDING, embedding)
+
+
+class RawExpressionBaseline(BaselineValidator, BaseModelImplementation):
+    """The dataset's own expression as the baseline of label prediction (validated only)."""
+
+    model_name = "baseline"
+
+    @property
+    def outputs(self) -> Set[DataType]:
+        return set()  # the dataset is the output; nothing is written
+
+    def get_model_weights_subdir(self, dataset: SingleCellDataset) -> str:
+        return ""
+
+    def _download_model_weights(self, dataset: SingleCellDataset) -> None:
+        return None
+
+    def run_model(self, dataset: SingleCellDataset) -> None:
+        raise RuntimeError("raw_expression is scored on the dataset itself; EVALUATE reads it directly")
 
 
 if __name__ == "__main__":

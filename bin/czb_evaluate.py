@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from czbenchmarks.tasks.evaluate import INPUT_KINDS, evaluate
+from czbenchmarks.utils import write_atomic
 
 
 def main() -> int:
@@ -43,10 +44,11 @@ def main() -> int:
         condition_key=args.condition_key, split_key=args.split_key, organisms=args.organisms,
         datasets=args.datasets, variant=args.variant, input_kind=args.input_kind, seed=args.seed,
     )
-    tmp = args.output.with_name(f".{args.output.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str))
-    tmp.replace(args.output)
+    write_atomic(args.output, json.dumps(doc, indent=2, default=str))
     name = f"{doc['dataset']} {args.model}{':' + doc['variant'] if doc['variant'] else ''} {args.task}"
+    if doc["status"] == "not_applicable":
+        print(f"{name}: not applicable: {doc['error']}")
+        return 0
     if doc["status"] != "ok":
         print(f"{name}: FAILED: {doc['error']}", file=sys.stderr)
         return 1 if args.strict else 0

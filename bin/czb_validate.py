@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""VALIDATE: write the JSON verdict for one dataset x model pair (never fails on bad data).
+"""VALIDATE: write the JSON verdict (and weights request) for one dataset x model pair (never fails on bad data).
 
 Reads the h5ad's obs/var and a sample of X only (no model libraries, no GPU). The verdict is
 ``pass``, ``incompatible`` or ``error`` with one reason per problem, each naming the dataset.
@@ -13,6 +13,7 @@ import traceback
 from pathlib import Path
 from typing import List, Optional
 
+from czbenchmarks.utils import write_atomic
 from czbenchmarks.validation import ERROR, Verdict, validate_pair
 
 
@@ -31,11 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--variant", default="")
     parser.add_argument("--needs_weights", default="true")
     parser.add_argument("--weights_mirror", default="")
-    parser.add_argument("--weights_cache", default="", help="FETCH_WEIGHTS storeDir root (vocabulary lookups)")
     parser.add_argument("--condition_key", default="condition", help="perturbation datasets: condition column")
     parser.add_argument("--split_key", default="split", help="perturbation datasets: split column")
+    parser.add_argument("--tasks", default="", help="comma list: the dataset's tasks that score this model")
+    parser.add_argument("--task_catalogue", default=None, type=Path, help="conf/tasks.yaml (default: the checkout's)")
     parser.add_argument("--max_cells", type=int, default=2000)
     parser.add_argument("--output", required=True, type=Path)
+    parser.add_argument("--weights_request", default=None, type=Path,
+                        help="where to write what FETCH_WEIGHTS fetches for this pair (JSON; {} without weights)")
     return parser
 
 
@@ -59,7 +63,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             max_cells=args.max_cells,
             condition_key=args.condition_key or "condition",
             split_key=args.split_key or "split",
-            weights_cache=Path(args.weights_cache) if args.weights_cache else None,
+            tasks=[t for t in args.tasks.split(",") if t],
+            task_catalogue=args.task_catalogue,
         )
     except Exception as err:  # a validator bug must not take sibling datasets down; report it
         traceback.print_exc()
@@ -69,9 +74,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             f"dataset '{args.dataset_id}' x {args.model}: validation crashed in the model's validator "
             f"({args.model_script.name}): {type(err).__name__}: {first}",
         )
-    tmp = args.output.with_name(f".{args.output.name}.tmp")
-    tmp.write_text(verdict.to_json())
-    tmp.replace(args.output)
+    write_atomic(args.output, verdict.to_json())
+    if args.weights_request is not None:
+        write_atomic(args.weights_request, verdict.weights.to_json() if verdict.weights is not None else "{}")
     print(f"{args.dataset_id} x {args.model}: {verdict.verdict}" + "".join(f"\n  - {r}" for r in verdict.reasons))
     return 0
 

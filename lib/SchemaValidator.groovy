@@ -91,6 +91,22 @@ class SchemaValidator {
         return errors
     }
 
+    /** `--help`: every parameter of the schema, grouped, with its type, default and description. */
+    static String helpText(Path schemaFile, String name) {
+        def schema = new JsonSlurper().parse(schemaFile.toFile())
+        def lines = ["${name}: ${schema.description ?: ''}", '', 'Usage: nextflow run main.nf -profile <docker,gpu|test|...> --input samplesheet.csv --models scvi,...', '']
+        (schema.'$defs' ?: [:]).each { String group, Map definition ->
+            lines << "${definition.title ?: group}:"
+            (definition.properties ?: [:]).each { String param, Map spec ->
+                if (spec.hidden) return
+                def default_ = spec.containsKey('default') ? " [default: ${spec.default}]" : ''
+                lines << "  --${param.padRight(22)} ${spec.type ?: ''}  ${spec.description ?: ''}${default_}"
+            }
+            lines << ''
+        }
+        return lines.join('\n')
+    }
+
     private static String kebabToSnake(String name) {
         return name.replaceAll(/([A-Z])/) { all, c -> '_' + c.toLowerCase() }
     }

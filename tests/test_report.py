@@ -7,9 +7,15 @@ import io
 import json
 import re
 
-from czbenchmarks.report import build_results, expected_cells, results_csv, write_report
+from czbenchmarks.report import build_results, results_csv, write_report
 from czbenchmarks.report_html import render_report
 
+def cell(dataset, model, variant, task, status="scheduled", reason="", stage="validate"):
+    return {"dataset": dataset, "datasets": dataset.split("+"), "model": model, "variant": variant, "task": task,
+            "status": status, "reason": reason, "stage": stage}
+
+
+# A plan as the workflow writes it: the cells it scheduled (or found not applicable) after the gate.
 PLAN = {
     "run": {"seed": 42, "models": "scvi"},
     "datasets": [
@@ -17,11 +23,18 @@ PLAN = {
         {"id": "m", "organism": "mus_musculus", "label_key": "cell_type", "tasks": ["clustering", "cross_species"]},
         {"id": "p", "organism": "homo_sapiens", "label_key": "condition", "tasks": ["perturbation"]},
     ],
-    "models": [
-        {"model": "scvi", "model_type": "SCVI", "variant": "", "source": "inference", "output": "embedding"},
-        {"model": "baseline", "model_type": "BASELINE", "variant": "pca", "source": "baseline", "output": "embedding"},
+    "models": [{"name": "scvi", "model_type": "SCVI", "role": "model", "output": "embedding"}],
+    "pairs": [{"dataset": d, "model": m} for d, m in [("h", "scvi"), ("m", "scvi"), ("h", "baseline"), ("m", "baseline"),
+                                                     ("p", "baseline")]],
+    "cells": [
+        cell("h", "scvi", "homo_sapiens", "clustering"),
+        cell("m", "scvi", "mus_musculus", "clustering", "not_applicable", "dataset 'm' x scvi: no mouse weights"),
+        cell("h", "baseline", "pca", "clustering"), cell("m", "baseline", "pca", "clustering"),
+        cell("p", "baseline", "control_mean", "perturbation"), cell("p", "baseline", "control_median", "perturbation"),
+        cell("h+m", "scvi", "homo_sapiens+mus_musculus", "cross_species", stage="group"),
     ],
 }
+SCHEDULED = [c for c in PLAN["cells"] if c["status"] == "scheduled"]
 
 
 def doc(dataset, model, variant, task, value=0.5, status="ok", **extra):
@@ -37,42 +50,58 @@ def doc(dataset, model, variant, task, value=0.5, status="ok", **extra):
     return base
 
 
-def test_expected_cells_are_datasets_x_models_x_tasks():
-    cells = {(c["dataset"], c["model"], c["variant"], c["task"]) for c in expected_cells(PLAN)}
-    assert cells == {
-        ("h", "scvi", "", "clustering"), ("m", "scvi", "", "clustering"),
-        ("h", "baseline", "pca", "clustering"), ("m", "baseline", "pca", "clustering"),
-        ("p", "baseline", "control_mean", "perturbation"), ("p", "baseline", "control_median", "perturbation"),
-        ("h+m", "scvi", "", "cross_species"),
-    }
-
-
-def test_a_run_with_gaps_never_looks_complete():
+def test_a_run_with_gaps_never_looks_complete(tmp_path):
     docs = [doc("h", "scvi", "homo_sapiens", "clustering"), doc("h", "baseline", "pca", "clustering"),
             doc("m", "baseline", "pca", "clustering"),
             doc("p", "baseline", "control_mean", "perturbation", status="error", error="ValueError: boom", metrics=[])]
     verdicts = [{"dataset": "m", "model": "scvi", "verdict": "incompatible", "reasons": ["no mouse weights"]},
                 {"dataset": "h", "model": "scvi", "verdict": "pass", "reasons": []}]
-    results = build_results(docs, verdicts, PLAN)
+    # RUN_MODEL of h x scvi's cross-species partner failed; its log tail is the reason.
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / ".command.err").write_text("Traceback (most recent call last):\n  ...\nRuntimeError: CUDA out of memory\n")
+    trace = tmp_path / "trace.txt"
+    trace.write_text("task_id\tprocess\ttag\tstatus\texit\tattempt\tworkdir\n"
+                     f"7\tCZBENCHMARKS:BASELINES:RUN_BASELINE\tp:baseline:control_median\tFAILED\t137\t3\t{work}\n"
+                     f"3\tCZBENCHMARKS:BASELINES:RUN_BASELINE\tp:baseline:control_median\tFAILED\t137\t2\t{work}\n")
+    from czbenchmarks.report import failed_from_trace
+
+    results = build_results(docs, verdicts, PLAN, failed_from_trace(trace))
     check = results["completeness"]
-    assert not check["complete"] and check["expected"] == 7 and check["produced"] == 3
+    assert not check["complete"] and check["expected"] == 6 and check["produced"] == 3
+    assert [(c["dataset"], c["model"], c["task"]) for c in check["not_applicable"]] == [("m", "scvi", "clustering")]
     reasons = {(c["dataset"], c["model"], c["variant"], c["task"]): c["reason"] for c in check["missing"]}
-    assert "incompatible: no mouse weights" in reasons[("m", "scvi", "", "clustering")]
+    assert set(reasons) == {("p", "baseline", "control_mean", "perturbation"),
+                            ("p", "baseline", "control_median", "perturbation"),
+                            ("h+m", "scvi", "homo_sapiens+mus_musculus", "cross_species")}
     assert reasons[("p", "baseline", "control_mean", "perturbation")] == "evaluation failed: ValueError: boom"
-    assert "did not run" in reasons[("p", "baseline", "control_median", "perturbation")]
-    assert "m: incompatible" in reasons[("h+m", "scvi", "", "cross_species")]
-    assert any("model 'scvi'" in flag for flag in check["flags"])
+    median = reasons[("p", "baseline", "control_median", "perturbation")]
+    assert "RUN_BASELINE failed (exit 137, attempt 3), killed" in median and "CUDA out of memory" in median, median
+    assert "no result" in reasons[("h+m", "scvi", "homo_sapiens+mus_musculus", "cross_species")]
+    assert any("dataset 'p'" in flag for flag in check["flags"])
     rows = list(csv.DictReader(io.StringIO(results_csv(results))))
-    assert sum(r["status"] == "ok" for r in rows) == 3 and sum(r["status"] == "missing" for r in rows) == 4
+    assert sum(r["status"] == "ok" for r in rows) == 3 and sum(r["status"] == "missing" for r in rows) == 3
     ok = next(r for r in rows if r["status"] == "ok")
     assert ok["seed"] == "42" and "model.pt=" in ok["weights_sha256"] and "scanpy" in ok["software"]
     page = render_report(results, plots=False)
     assert "Incomplete" in page and "no mouse weights" in page and "ValueError: boom" in page
+    # Failures come first: the missing table precedes the summary.
+    assert page.index("id='missing'") < page.index("id='summary'") < page.index("id='not-applicable'")
+
+
+def test_a_later_gate_stage_overrides_and_a_pair_without_verdict_is_missing():
+    plan = dict(PLAN, cells=PLAN["cells"] + [cell("h", "scvi", "homo_sapiens", "clustering", "not_applicable",
+                                                  "only 2 of 700 genes", stage="vocabulary")],
+                pairs=PLAN["pairs"] + [{"dataset": "p", "model": "scgenept"}])
+    check = build_results([], [], plan)["completeness"]
+    na = {(c["dataset"], c["model"], c["task"]): c["reason"] for c in check["not_applicable"]}
+    assert na[("h", "scvi", "clustering")] == "only 2 of 700 genes"
+    assert {"dataset": "p", "model": "scgenept", "variant": "", "task": "*",
+            "reason": "VALIDATE did not finish (see pipeline_info/trace.txt)"} in check["missing"]
 
 
 def test_complete_run_and_html_has_plots(tmp_path):
-    cells = expected_cells(PLAN)
-    docs = [doc(c["dataset"], c["model"], c["variant"] or "v", c["task"], value=0.1 * i) for i, c in enumerate(cells)]
+    docs = [doc(c["dataset"], c["model"], c["variant"], c["task"], value=0.1 * i) for i, c in enumerate(SCHEDULED)]
     files = []
     for i, d in enumerate(docs):
         files.append(tmp_path / f"{i}.json")
@@ -80,16 +109,20 @@ def test_complete_run_and_html_has_plots(tmp_path):
     plan = tmp_path / "plan.jsonl"
     plan.write_text("\n".join([json.dumps({"kind": "run", **PLAN["run"]})]
                               + [json.dumps({"kind": "dataset", **d}) for d in PLAN["datasets"]]
-                              + [json.dumps({"kind": "model", **m}) for m in PLAN["models"]]))
+                              + [json.dumps({"kind": "model", **m}) for m in PLAN["models"]]
+                              + [json.dumps({"kind": "pair", **p}) for p in PLAN["pairs"]]
+                              + [json.dumps({"kind": "cell", **c}) for c in PLAN["cells"]]))
     results = write_report(files, [], tmp_path / "out", plan_file=plan)
-    assert results["completeness"]["complete"]
-    assert results["schema_version"] == "2.0" and results["n_results"] == len(cells)
+    assert results["completeness"]["complete"], results["completeness"]
+    assert results["schema_version"] == "2.0" and results["n_results"] == len(SCHEDULED)
     page = (tmp_path / "out" / "report.html").read_text()
-    assert "Complete: all 7 expected" in page
+    assert "Complete: all 6 expected" in page and "(1 not applicable)" in page
     assert len(re.findall(r'src="data:image/png;base64,', page)) >= 3  # clustering, cross_species, perturbation
     assert "http://" not in page and "https://" not in page  # self-contained
     on_disk = json.loads((tmp_path / "out" / "benchmark_results.json").read_text())
     assert on_disk["run"]["seed"] == 42 and on_disk["datasets"][0]["id"] == "h"
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["complete"] and summary["expected"] == 6 and summary["not_applicable"] == 1
 
 
 def test_cross_species_rows_carry_every_datasets_weight_checksums():

@@ -98,3 +98,37 @@ def test_toy_model_joins_pipeline_with_one_registry_entry(tmp_path):
     source = ad.read_h5ad(ROOT / "assets" / "test" / "pbmc68k_test.h5ad", backed="r")
     assert list(out.obs_names) == list(source.obs_names)
     assert out.obsm["X_emb"].shape == (source.n_obs, 8)
+
+
+GUIDE = Path(__file__).resolve().parent / "guide_model"
+
+
+def test_developer_guide_skeleton_runs_unchanged(tmp_path):
+    """The skeleton of czbenchmarks' model developer guide (no inputs/outputs properties,
+    ``ModelType.MYMODEL`` not in the enum, a strict ``parse_args``) joins by docs/adding_a_model.md."""
+    repo = copy_repo(tmp_path / "repo")
+    script = repo / "bin" / "guide_model.py"
+    shutil.copy2(GUIDE / "guide_model.py", script)
+    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    container = repo / "containers" / "mymodel"
+    container.mkdir(parents=True)
+    shutil.copy2(GUIDE / "config.yaml", container / "config.yaml")
+    for name in ("requirements.txt", "Dockerfile"):
+        shutil.copy2(TOY / name, container / name)
+    shutil.copytree(GUIDE / "weights", container / "weights")
+    registry = repo / "conf" / "models.yaml"
+    registry.write_text(registry.read_text().rstrip("\n") + "\n" + (GUIDE / "registry_entry.yaml").read_text())
+
+    launch = tmp_path / "launch"
+    run = run_nextflow_in(repo, launch, "-profile", "test", "--models", "mymodel",
+                          "--tasks", "clustering", "--weights_cache", str(launch / "weights_cache"))
+    assert run.returncode == 0, run.explain()
+    results = run.results()
+    rows = [r for r in results["results"] if r["model"] == "mymodel"]
+    assert {r["dataset"] for r in rows} == {"pbmc68k"} and all(r["model_type"] == "MYMODEL" for r in rows), rows
+    assert {r["metric"] for r in rows} == {"adjusted_rand_index", "normalized_mutual_info"}
+    check = results["completeness"]
+    # The mouse dataset is not for a human-only model: not applicable, with the validator's reason.
+    assert check["complete"] and not check["missing"], check
+    assert [(c["dataset"], c["model"], c["task"]) for c in check["not_applicable"]] == [("pbmc_mouse", "mymodel", "clustering")]
+    assert "not supported for MyModel" in check["not_applicable"][0]["reason"]

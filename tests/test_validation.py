@@ -17,7 +17,8 @@ import pytest
 import scipy.sparse as sp
 
 from conftest import BIN, ROOT, TEST_H5AD
-from czbenchmarks.validation import ERROR, INCOMPATIBLE, PASS, Verdict, validate_pair, weight_sources
+from czbenchmarks.validation import ERROR, INCOMPATIBLE, PASS, Verdict, check_vocabulary, validate_pair
+from czbenchmarks.weights import weight_sources
 
 TOY = ROOT / "tests" / "toy_model"
 MIRROR = ROOT / "assets" / "test" / "weights"
@@ -86,6 +87,12 @@ def pert_model(tmp_path_factory) -> dict:
                 requested_variant="", needs_weights=True)
 
 
+def check_vocab(h5ad: Path, spec: dict, weights_dir: Path, model: str = "toy") -> Verdict:
+    return check_vocabulary(dataset_id="ds1", h5ad=Path(h5ad), organism="homo_sapiens", model=model,
+                            model_script=spec["model_script"], model_class=spec["model_class"],
+                            model_config=spec["model_config"], variant="toy_v1", weights_dir=Path(weights_dir))
+
+
 def check(h5ad: Path, model: str = "scvi", dataset_id: str = "ds1", organism: str = "homo_sapiens",
           label_key: str = "cell_type", spec: Optional[dict] = None, **kwargs) -> Verdict:
     return validate_pair(dataset_id=dataset_id, h5ad=Path(h5ad), organism=organism, label_key=label_key,
@@ -123,11 +130,14 @@ def test_valid_pbmc_passes(model):
     assert verdict.checks["n_cells"] == 700 and verdict.checks["sampled_cells"] == 700
     if model == "scvi":
         assert verdict.variant == "homo_sapiens"
-        assert verdict.weights_sources == [[str(MIRROR / "scvi" / "homo_sapiens"), ""]]
-        assert verdict.weights_key.startswith("homo_sapiens-")
-    if model == "toy":  # local model_uri relative to config.yaml; vocabulary read from it
-        assert verdict.weights_sources == [[str(TOY / "weights" / "toy_v1"), ""]]
-        assert verdict.checks["vocabulary"].endswith("genes.txt")
+        assert verdict.weights.sources == [[str(MIRROR / "scvi" / "homo_sapiens"), ""]]
+        assert verdict.weights.weights_key.startswith("homo_sapiens-")
+        assert not verdict.vocabulary_check and "weights" not in json.loads(verdict.to_json())
+    if model == "toy":  # local model_uri relative to config.yaml; the vocabulary is checked after the fetch
+        assert verdict.weights.sources == [[str(TOY / "weights" / "toy_v1"), ""]]
+        assert verdict.vocabulary_check and "vocabulary" not in verdict.checks
+        after = check_vocab(TEST_H5AD, MODELS["toy"], TOY / "weights" / "toy_v1")
+        assert after.verdict == PASS and after.checks["vocabulary"] == "genes.txt", after.to_json()
 
 
 # -- the file itself is broken: error ---------------------------------------------------------
@@ -200,6 +210,47 @@ def test_duplicated_var_names(pbmc, tmp_path):
 
     path = variant_file(pbmc, tmp_path, edit=edit)
     assert_one_reason(check(path), ERROR, "1 duplicated var names, e.g. ['ENSG00000188290']")
+
+
+def test_duplicated_obs_names_are_caught_before_inference(pbmc, tmp_path):
+    """scVI raised InvalidIndexError on such a file in RUN_MODEL; the gate now says so first."""
+    def edit(adata):
+        names = list(adata.obs_names)
+        names[5] = names[4]
+        adata.obs_names = names
+
+    path = variant_file(pbmc, tmp_path, edit=edit)
+    assert_one_reason(check(path), ERROR, "1 duplicated obs names (cell ids)", "obs_names_make_unique")
+
+
+ALL_TASKS = ["clustering", "embedding", "label_prediction", "integration", "cross_species"]
+
+
+def test_tasks_the_dataset_cannot_support_are_not_applicable(pbmc, tmp_path):
+    """One label class: every label task is not applicable (decided before any GPU); one batch: integration."""
+    def edit(adata):
+        adata.obs["one"] = "T cell"
+        adata.obs["lonely_batch"] = "b1"
+
+    path = variant_file(pbmc, tmp_path, edit=edit)
+    verdict = check(path, label_key="one", batch_keys=["lonely_batch"], tasks=ALL_TASKS)
+    assert verdict.verdict == PASS, verdict.to_json()
+    assert set(verdict.not_applicable) == set(ALL_TASKS), verdict.not_applicable
+    assert "needs 2+ classes with at least 10 cells in obs['one']; found 1 (T cell: 700)" in verdict.not_applicable["label_prediction"]
+    assert "needs 2+ batches in obs['lonely_batch']; found 1" in verdict.not_applicable["integration"] or \
+        "classes" in verdict.not_applicable["integration"]
+    good = check(TEST_H5AD, batch_keys=["donor_id"], tasks=ALL_TASKS)
+    assert good.not_applicable == {}, good.not_applicable
+
+
+def test_label_prediction_needs_two_classes_of_ten(pbmc, tmp_path):
+    """Classes below the reference's MIN_CLASS_SIZE do not count: clustering applies, label prediction does not."""
+    def edit(adata):
+        adata.obs["rare"] = ["a"] * 695 + ["b"] * 5
+
+    path = variant_file(pbmc, tmp_path, edit=edit)
+    verdict = check(path, label_key="rare", tasks=["clustering", "label_prediction"])
+    assert list(verdict.not_applicable) == ["label_prediction"], verdict.not_applicable
 
 
 @pytest.mark.parametrize(
@@ -303,25 +354,31 @@ def test_too_few_genes_in_the_model_vocabulary(tmp_path):
     (folder / "weights" / "toy_v1" / "genes.txt").write_text("ENSG00000188290\nENSG00000186827\n")
     (folder / "weights" / "toy_v1" / "projection.json").write_text("{}")
     spec = dict(MODELS["toy"], model_script=folder / "toy_model.py", model_config=folder / "config.yaml")
-    verdict = check(TEST_H5AD, "toy", spec=spec)
+    # VALIDATE never reads the vocabulary (it may be on S3): it passes and asks for the check.
+    gate = check(TEST_H5AD, "toy", spec=spec)
+    assert gate.verdict == PASS and gate.vocabulary_check
+    verdict = check_vocab(TEST_H5AD, spec, folder / "weights" / "toy_v1")
     assert_one_reason(verdict, INCOMPATIBLE, "only 2 of 700 genes (gene IDs) are in the model's vocabulary",
                       "at least 50% of its 700 genes needed")
+    assert verdict.stage == "vocabulary"
 
 
-def test_vocabulary_found_in_the_weights_cache(tmp_path):
-    """A remote model_uri: the vocabulary is read from an earlier FETCH_WEIGHTS result, if any."""
+def test_vocabulary_verdict_does_not_depend_on_the_cache(tmp_path):
+    """A remote model_uri: VALIDATE gives the same verdict whether or not the weights were fetched before;
+    the vocabulary verdict is a function of the fetched folder alone."""
     folder = tmp_path / "toy"
     folder.mkdir()
     (folder / "toy_model.py").write_text((TOY / "toy_model.py").read_text())
     (folder / "config.yaml").write_text("models:\n  toy_v1:\n    model_uri: s3://bucket/toy/v1/\n")
     spec = dict(MODELS["toy"], model_script=folder / "toy_model.py", model_config=folder / "config.yaml")
-    first = check(TEST_H5AD, "toy", spec=spec, weights_mirror=None, weights_cache=tmp_path / "cache")
-    assert first.verdict == PASS and "not available" in first.checks["vocabulary"]
-    cached = tmp_path / "cache" / "toy" / first.weights_key
-    cached.mkdir(parents=True)
-    (cached / "genes.txt").write_text("ENSG00000188290\n")
-    second = check(TEST_H5AD, "toy", spec=spec, weights_mirror=None, weights_cache=tmp_path / "cache")
-    assert_one_reason(second, INCOMPATIBLE, "only 1 of 700 genes")
+    cold = check(TEST_H5AD, "toy", spec=spec, weights_mirror=None)
+    fetched = tmp_path / "cache" / "toy" / cold.weights.weights_key
+    fetched.mkdir(parents=True)
+    (fetched / "genes.txt").write_text("ENSG00000188290\n")
+    warm = check(TEST_H5AD, "toy", spec=spec, weights_mirror=None)
+    assert cold.to_json() == warm.to_json() and cold.verdict == PASS and cold.vocabulary_check
+    assert_one_reason(check_vocab(TEST_H5AD, spec, fetched), INCOMPATIBLE, "only 1 of 700 genes")
+    assert_one_reason(check_vocab(TEST_H5AD, spec, tmp_path / "empty"), ERROR, "has no vocabulary file genes.txt")
 
 
 # -- perturbation datasets (the validator's dataset_type is PerturbationSingleCellDataset) ------
@@ -341,7 +398,7 @@ def pert_file(pbmc, tmp_path, conditions=None, splits=None, drop=None) -> Path:
 def test_valid_perturbation_dataset_passes(pbmc, tmp_path, pert_model):
     verdict = check(pert_file(pbmc, tmp_path), "pert", spec=pert_model)
     assert verdict.verdict == PASS, verdict.to_json()
-    assert verdict.checks["n_conditions"] == 3 and verdict.weights_sources == [["s3://bucket/pert/v1/", ""]]
+    assert verdict.checks["n_conditions"] == 3 and verdict.weights.sources == [["s3://bucket/pert/v1/", ""]]
 
 
 def test_malformed_perturbation_conditions(pbmc, tmp_path, pert_model):

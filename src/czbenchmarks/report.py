@@ -8,9 +8,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import __version__
 from .provenance import utc_now
@@ -22,11 +22,6 @@ CSV_COLUMNS = [
     "dataset", "model", "model_type", "variant", "task", "metric", "value", "metric_params", "task_params",
     "seed", "n_cells_scored", "weights_sha256", "software",
 ]
-EMBEDDING_TASKS = ("clustering", "embedding", "label_prediction", "integration")
-BASELINE_VARIANTS = {
-    "clustering": ["pca"], "embedding": ["pca"], "integration": ["pca"],
-    "label_prediction": ["raw_expression"], "perturbation": ["control_mean", "control_median"],
-}
 #: Above this share of missing cells per model or dataset, the completeness check flags it (Open Problems' QC).
 MAX_MISSING_SHARE = 0.10
 
@@ -94,8 +89,9 @@ def failed_tasks(metric_docs: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 
 def read_plan(path: Optional[Path]) -> Dict[str, Any]:
-    """The workflow's plan (JSON lines: one ``run``, ``dataset`` and ``model`` entry each)."""
-    plan: Dict[str, Any] = {"run": {}, "datasets": [], "models": []}
+    """The workflow's plan (JSON lines): the run, its datasets and models, every pair it considered
+    and every cell it scheduled or found not applicable (see docs/output.md)."""
+    plan: Dict[str, Any] = {"run": {}, "datasets": [], "models": [], "pairs": [], "cells": []}
     if not path:
         return plan
     for line in Path(path).read_text().splitlines():
@@ -105,111 +101,174 @@ def read_plan(path: Optional[Path]) -> Dict[str, Any]:
         kind = entry.pop("kind", "")
         if kind == "run":
             plan["run"] = entry
-        elif kind == "dataset":
-            plan["datasets"].append(entry)
-        elif kind == "model":
-            plan["models"].append(entry)
+        elif kind in ("dataset", "model", "pair", "cell"):
+            plan[f"{kind}s"].append(entry)
     plan["datasets"].sort(key=lambda d: d["id"])
     return plan
 
 
-def expected_cells(plan: Dict[str, Any]) -> List[Dict[str, str]]:
-    """Every (dataset, model, variant, task) the run should produce: datasets x models x tasks that apply.
+CellKey = Tuple[str, str, str, str]
+#: Gate stages in the order they decide; a later stage's verdict on a cell overrides an earlier one.
+STAGE_ORDER = {"validate": 0, "group": 0, "vocabulary": 1}
 
-    Real models: every task of the dataset that fits their output (embeddings: the embedding tasks;
-    bring-your-own models only on the datasets they were given for). BASELINE: its variant for each task
-    (none for cross_species, as in the reference). cross_species: one cell per non-baseline model when
-    the datasets asking for it span 2+ organisms.
-    """
-    cells: List[Dict[str, str]] = []
-    datasets = plan.get("datasets", [])
-    for dataset in datasets:
-        for model in plan.get("models", []):
-            if model.get("source") == "external" and dataset["id"] not in model.get("datasets", []):
-                continue
-            for task in dataset.get("tasks", []):
-                if task == "cross_species":
-                    continue
-                if model.get("source") == "baseline":
-                    for variant in BASELINE_VARIANTS.get(task, []):
-                        cells.append({"dataset": dataset["id"], "model": model["model"], "variant": variant, "task": task})
-                    continue
-                fits = task == "perturbation" if model.get("output") == "perturbation" else task in EMBEDDING_TASKS
-                if fits:
-                    cells.append({"dataset": dataset["id"], "model": model["model"], "variant": "", "task": task})
-    cross = [d for d in datasets if "cross_species" in d.get("tasks", [])]
-    if len({d["organism"] for d in cross}) > 1:
-        for model in plan.get("models", []):
-            if model.get("source") != "baseline" and model.get("output", "embedding") == "embedding":
-                ids = sorted(d["id"] for d in cross
-                             if model.get("source") != "external" or d["id"] in model.get("datasets", []))
-                cells.append({"dataset": "+".join(ids), "model": model["model"], "variant": "", "task": "cross_species"})
+
+def _key(cell: Dict[str, Any]) -> CellKey:
+    return (cell["dataset"], cell["model"], cell.get("variant", "") or "", cell["task"])
+
+
+def planned_cells(plan: Dict[str, Any]) -> Dict[CellKey, Dict[str, Any]]:
+    """Every cell of the plan with its final gate status (``scheduled`` or ``not_applicable``)."""
+    cells: Dict[CellKey, Dict[str, Any]] = {}
+    for cell in sorted(plan.get("cells", []), key=lambda c: STAGE_ORDER.get(c.get("stage", "validate"), 0)):
+        cells[_key(cell)] = cell
     return cells
 
 
-def completeness(
-    plan: Dict[str, Any], metric_docs: List[Dict[str, Any]], verdicts: List[Dict[str, Any]]
-) -> Dict[str, Any]:
-    """Expected vs produced cells; every missing cell with its reason (Open Problems-style QC)."""
-    expected = expected_cells(plan)
-    produced: Dict[Tuple[str, str, str, str], Dict[str, Any]] = {}
-    for doc in metric_docs:
-        produced[(doc["dataset"], doc["model"], doc.get("variant", ""), doc["task"])] = doc
-        if doc["task"] == "cross_species":
-            produced[("*", doc["model"], "", "cross_species")] = doc
-    verdict_of = {(v["dataset"], v["model"]): v for v in verdicts}
+@dataclass
+class FailedTask:
+    """A task Nextflow ran and let go after its last attempt (from the trace)."""
 
-    def lookup(cell: Dict[str, str]) -> Optional[Dict[str, Any]]:
-        if cell["task"] == "cross_species":
-            return produced.get(("*", cell["model"], "", "cross_species"))
-        if cell["variant"]:
-            return produced.get((cell["dataset"], cell["model"], cell["variant"], cell["task"]))
-        for key, doc in produced.items():
-            if key[0] == cell["dataset"] and key[1] == cell["model"] and key[3] == cell["task"]:
-                return doc
-        return None
+    process: str
+    tag: str
+    exit: str
+    attempt: str
+    reason: str
 
-    missing = []
-    for cell in expected:
-        doc = lookup(cell)
-        if doc is not None and doc.get("status", "ok") == "ok":
+    def relates_to(self, cell: Dict[str, Any]) -> bool:
+        """Did this task's failure keep ``cell`` from being produced?"""
+        parts = self.tag.split(":")
+        variants = set((cell.get("variant") or "").split("+")) | {""}
+        datasets = cell.get("datasets") or [cell["dataset"]]
+        if self.process == "FETCH_WEIGHTS":
+            model, _, variant = self.tag.partition("/")
+            return model == cell["model"] and variant in variants
+        if self.process == "EVALUATE":
+            return self.tag == f"{cell['dataset']}:{cell['model']}:{cell.get('variant') or 'default'}:{cell['task']}"
+        if len(parts) < 2 or parts[0] not in datasets or parts[1] != cell["model"]:
+            return False
+        return len(parts) < 3 or parts[2] in variants
+
+
+def _log_tail(workdir: str, lines: int = 6, limit: int = 600) -> str:
+    """The last meaningful lines of a task's stderr (``.command.err``), when its work dir is reachable."""
+    if not workdir:
+        return ""
+    for name in (".command.err", ".command.log"):
+        path = Path(workdir) / name
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
             continue
-        if doc is not None:
-            reason = f"evaluation failed: {doc.get('error', 'unknown error')}"
+        kept = [line.rstrip() for line in text.splitlines() if line.strip()]
+        if kept:
+            return " | ".join(kept[-lines:])[-limit:]
+    return ""
+
+
+def failed_from_trace(trace: Optional[Path]) -> List[FailedTask]:
+    """Tasks whose last attempt failed, from Nextflow's trace (empty when it cannot be read)."""
+    if not trace or not Path(trace).is_file():
+        return []
+    last: Dict[Tuple[str, str], Dict[str, str]] = {}
+    with open(trace, newline="") as handle:
+        for row in csv.DictReader(handle, delimiter="\t"):
+            process = (row.get("process") or "").rsplit(":", 1)[-1]
+            key = (process, row.get("tag") or "")
+            attempt = int(row.get("attempt") or 0) if str(row.get("attempt") or "").isdigit() else 0
+            if key not in last or attempt >= int(last[key].get("attempt") or 0):
+                last[key] = {**row, "process": process}
+    failed = []
+    for (process, tag), row in sorted(last.items()):
+        if row.get("status") not in ("FAILED", "ABORTED"):
+            continue
+        tail = _log_tail(row.get("workdir", ""))
+        exit_code = row.get("exit", "-")
+        why = {"137": "killed (out of memory, or by the scheduler)", "143": "terminated (time limit, or cancelled)",
+               "139": "segmentation fault", "134": "aborted"}.get(exit_code, "")
+        reason = f"{process} failed (exit {exit_code}, attempt {row.get('attempt') or '?'})"
+        reason += f", {why}" if why else ""
+        reason += f": {tail}" if tail else f"; see {row.get('workdir', '')}/.command.err"
+        failed.append(FailedTask(process, tag, exit_code, str(row.get("attempt") or ""), reason))
+    return failed
+
+
+def completeness(
+    plan: Dict[str, Any], metric_docs: List[Dict[str, Any]], verdicts: List[Dict[str, Any]],
+    failed: Sequence[FailedTask] = (),
+) -> Dict[str, Any]:
+    """The scheduled cells against what came back: produced, not applicable (why) and missing (why).
+
+    ``complete`` means every applicable cell was produced. The cells are the workflow's own plan,
+    so nothing here re-derives which task scores which model.
+    """
+    cells = planned_cells(plan)
+    docs = {_key(doc): doc for doc in metric_docs}
+    produced: List[Dict[str, Any]] = []
+    not_applicable: List[Dict[str, Any]] = []
+    missing: List[Dict[str, Any]] = []
+
+    def identity(cell: Dict[str, Any]) -> Dict[str, Any]:
+        return {k: cell.get(k, "") for k in ("dataset", "model", "variant", "task")}
+
+    for key, cell in sorted(cells.items()):
+        if cell.get("status") == "not_applicable":
+            not_applicable.append({**identity(cell), "reason": cell.get("reason", "")})
+            continue
+        doc = docs.get(key)
+        if doc is not None and doc.get("status", "ok") == "ok":
+            produced.append(identity(cell))
+        elif doc is not None and doc.get("status") == "not_applicable":
+            not_applicable.append({**identity(cell), "reason": doc.get("error", "")})
+        elif doc is not None:
+            missing.append({**identity(cell), "reason": f"evaluation failed: {doc.get('error', 'unknown error')}"})
         else:
-            parts = cell["dataset"].split("+")
-            bad = [verdict_of[(d, cell["model"])] for d in parts if (d, cell["model"]) in verdict_of
-                   and verdict_of[(d, cell["model"])]["verdict"] != "pass"]
-            if bad:
-                reason = "; ".join(f"{v['dataset']}: {v['verdict']}: {' | '.join(v['reasons'])}" for v in bad)
-            elif cell["task"] == "cross_species":
-                reason = "fewer than 2 organisms embedded by this model (the others did not run)"
+            causes = [f.reason for f in failed if f.relates_to(cell)]
+            if cell.get("reason"):  # the gate found the dataset broken (verdict error)
+                reason = f"dataset error: {cell['reason']}"
+            elif causes:
+                reason = "; ".join(causes)
             else:
-                reason = "no metrics produced: the model, baseline or evaluation process failed or did not run (see pipeline_info/trace.txt)"
-        missing.append({**cell, "reason": reason})
+                reason = ("no result: an upstream task failed or did not run "
+                          "(see pipeline_info/trace.txt)")
+            missing.append({**identity(cell), "reason": reason})
+
+    # A pair the workflow considered but that no gate stage decided: its VALIDATE failed.
+    decided = {(c["dataset"], c["model"]) for c in plan.get("cells", [])}
+    decided |= {(d, c["model"]) for c in plan.get("cells", []) for d in c.get("datasets", [])}
+    for pair in plan.get("pairs", []):
+        if (pair["dataset"], pair["model"]) in decided:
+            continue
+        cell = {"dataset": pair["dataset"], "model": pair["model"], "variant": "", "task": "*"}
+        causes = [f.reason for f in failed if f.process == "VALIDATE" and f.relates_to(cell)]
+        missing.append({**cell, "reason": "; ".join(causes) or "VALIDATE did not finish (see pipeline_info/trace.txt)"})
+
+    expected = produced + missing
     flags = []
-    for field in ("model", "dataset"):
-        for value in sorted({c[field] for c in expected}):
-            total = sum(1 for c in expected if c[field] == value)
-            lost = sum(1 for c in missing if c[field] == value)
+    for field_name in ("model", "dataset"):
+        for value in sorted({c[field_name] for c in expected}):
+            total = sum(1 for c in expected if c[field_name] == value)
+            lost = sum(1 for c in missing if c[field_name] == value)
             if total and lost / total > MAX_MISSING_SHARE:
-                flags.append(f"{field} '{value}': {lost} of {total} expected results missing ({lost / total:.0%})")
+                flags.append(f"{field_name} '{value}': {lost} of {total} expected results missing ({lost / total:.0%})")
     return {
         "expected": len(expected),
-        "produced": len(expected) - len(missing),
-        "complete": not missing,
+        "produced": len(produced),
+        "not_applicable": not_applicable,
         "missing": missing,
+        "complete": not missing,
         "flags": flags,
+        "failed_tasks": [asdict(f) for f in failed],
     }
 
 
 def build_results(
-    metric_docs: List[Dict[str, Any]], verdicts: List[Dict[str, Any]], plan: Optional[Dict[str, Any]] = None
+    metric_docs: List[Dict[str, Any]], verdicts: List[Dict[str, Any]], plan: Optional[Dict[str, Any]] = None,
+    failed: Sequence[FailedTask] = (),
 ) -> Dict[str, Any]:
     """The ``benchmark_results.json`` document."""
     from .provenance import software_versions
 
-    plan = plan or {"run": {}, "datasets": [], "models": []}
+    plan = plan or {"run": {}, "datasets": [], "models": [], "pairs": [], "cells": []}
     rows = metric_rows(metric_docs)
     return {
         "schema_version": RESULTS_SCHEMA_VERSION,
@@ -222,7 +281,7 @@ def build_results(
         "results": rows,
         "skipped": skipped_pairs(verdicts),
         "failed": failed_tasks(metric_docs),
-        "completeness": completeness(plan, metric_docs, verdicts) if plan.get("datasets") else None,
+        "completeness": completeness(plan, metric_docs, verdicts, failed) if plan.get("datasets") else None,
         "report_software": software_versions(),
     }
 
@@ -248,27 +307,40 @@ def results_csv(results: Dict[str, Any]) -> str:
     return buffer.getvalue()
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def summary(results: Dict[str, Any]) -> Dict[str, Any]:
+    """The small ``summary.json``: counts and every missing cell (CHECK_RESULTS and Seqera Platform read it)."""
+    check = results.get("completeness") or {}
+    return {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "complete": bool(check.get("complete", not results.get("failed"))),
+        "expected": check.get("expected", 0),
+        "produced": check.get("produced", 0),
+        "not_applicable": len(check.get("not_applicable", [])),
+        "missing": check.get("missing", []),
+        "failed_tasks": check.get("failed_tasks", []),
+        "n_results": results.get("n_results", 0),
+    }
 
 
 def write_report(
     metric_files: List[Path], verdict_files: List[Path], outdir: Path, plan_file: Optional[Path] = None,
     embedding_files: Optional[List[Path]] = None, html: bool = True, plots: bool = True,
-    umap_max_cells: int = 5000, seed: int = 42,
+    umap_max_cells: int = 5000, seed: int = 42, trace_file: Optional[Path] = None,
 ) -> Dict[str, Any]:
-    """Read EVALUATE/VALIDATE JSONs (and the plan) and write ``benchmark_results.json``, ``.csv`` and ``report.html``."""
+    """Read EVALUATE/VALIDATE JSONs, the plan and the trace; write ``benchmark_results.json``, ``.csv``,
+    ``summary.json`` and ``report.html``."""
+    from .utils import write_atomic
+
     metric_docs = [json.loads(Path(p).read_text()) for p in metric_files]
     verdicts = [json.loads(Path(p).read_text()) for p in verdict_files]
-    results = build_results(metric_docs, verdicts, read_plan(plan_file))
+    results = build_results(metric_docs, verdicts, read_plan(plan_file), failed_from_trace(trace_file))
     outdir.mkdir(parents=True, exist_ok=True)
-    _atomic_text(outdir / "benchmark_results.json", json.dumps(results, indent=2, default=str))
-    _atomic_text(outdir / "benchmark_results.csv", results_csv(results))
+    write_atomic(outdir / "benchmark_results.json", json.dumps(results, indent=2, default=str))
+    write_atomic(outdir / "benchmark_results.csv", results_csv(results))
+    write_atomic(outdir / "summary.json", json.dumps(summary(results), indent=2))
     if html:
         from .report_html import render_report
 
-        _atomic_text(outdir / "report.html", render_report(
+        write_atomic(outdir / "report.html", render_report(
             results, embedding_files or [], plots=plots, umap_max_cells=umap_max_cells, seed=seed))
     return results

@@ -221,12 +221,25 @@ def render_report(
     if check:
         if check["complete"]:
             parts.append(f"<p class='ok' id='completeness'>Complete: all {check['expected']} expected "
-                         "dataset x model x task results were produced.</p>")
+                         "dataset x model x task results were produced"
+                         f" ({len(check.get('not_applicable', []))} not applicable).</p>")
         else:
             parts.append(f"<p class='bad' id='completeness'><b>Incomplete</b>: {check['produced']} of {check['expected']} "
                          f"expected dataset x model x task results; {len(check['missing'])} missing (listed below).</p>")
         for flag in check.get("flags", []):
             parts.append(f"<p class='bad'>{_esc(flag)}</p>")
+    # Failures first: what should have been produced and was not, with why.
+    missing = (check or {}).get("missing", [])
+    if missing:
+        parts.append("<h2 id='missing'>Missing results</h2><p>Scheduled, not produced: the task failed "
+                     "(exit status and the tail of its log) or the dataset is broken. "
+                     "<code>-resume</code> reruns only these.</p>")
+        parts.append(_table(["dataset", "model", "variant", "task", "reason"],
+                            [[c["dataset"], c["model"], c.get("variant", ""), c["task"], c["reason"]] for c in missing]))
+    if results.get("failed"):
+        parts.append("<h3>Evaluations that failed</h3>")
+        parts.append(_table(["dataset", "model", "variant", "task", "error"],
+                            [[f["dataset"], f["model"], f["variant"], f["task"], f["error"]] for f in results["failed"]]))
 
     parts.append("<h2 id='summary'>Summary</h2><p>Label prediction: mean over classifiers and folds; "
                  "perturbation: mean over test conditions. Every value is in benchmark_results.csv.</p>")
@@ -260,21 +273,16 @@ def render_report(
                 parts.append(f"<p class='bad'>UMAP of {_esc(dataset)} x {_esc(label)} failed: {_esc(err)}</p>")
         parts.append("</div>")
 
-    parts.append("<h2 id='missing'>Did not run</h2>")
-    missing = (check or {}).get("missing", [])
-    if missing:
+    not_applicable = (check or {}).get("not_applicable", [])
+    if not_applicable:
+        parts.append("<h2 id='not-applicable'>Not applicable</h2><p>Cells that cannot apply: the model cannot take "
+                     "the dataset, or the dataset cannot support the task. They do not count against completeness.</p>")
         parts.append(_table(["dataset", "model", "variant", "task", "reason"],
-                            [[c["dataset"], c["model"], c.get("variant", ""), c["task"], c["reason"]] for c in missing]))
-    else:
-        parts.append("<p>Every expected result was produced.</p>")
+                            [[c["dataset"], c["model"], c.get("variant", ""), c["task"], c["reason"]] for c in not_applicable]))
     if results.get("skipped"):
-        parts.append("<h3>Dataset x model pairs stopped by validation</h3>")
+        parts.append("<h3>Dataset x model pairs stopped by the gate</h3>")
         parts.append(_table(["dataset", "model", "verdict", "reasons"],
                             [[s["dataset"], s["model"], s["verdict"], " | ".join(s["reasons"])] for s in results["skipped"]]))
-    if results.get("failed"):
-        parts.append("<h3>Evaluations that failed</h3>")
-        parts.append(_table(["dataset", "model", "variant", "task", "error"],
-                            [[f["dataset"], f["model"], f["variant"], f["task"], f["error"]] for f in results["failed"]]))
 
     parts.append("<h2 id='metadata'>Run metadata</h2>")
     run = results.get("run") or {}

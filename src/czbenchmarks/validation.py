@@ -18,14 +18,12 @@ Every reason names the dataset (and the model, for incompatibilities).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
-from urllib.parse import urlparse
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .datasets.checks import (  # noqa: F401 - sample_rows kept as part of this module's names
     count_problems,
@@ -42,6 +40,7 @@ from .datasets.h5ad import open_backed as _open_backed
 from .datasets.h5ad import read_view as _read_view
 from .datasets.single_cell import PerturbationSingleCellDataset, SingleCellDataset
 from .datasets.types import DataType, Organism
+from .weights import WeightsRequest, WeightStoreError, plan_weights
 
 PASS, INCOMPATIBLE, ERROR = "pass", "incompatible", "error"
 
@@ -55,9 +54,14 @@ class Verdict:
     verdict: str = PASS
     reasons: List[str] = field(default_factory=list)
     variant: str = ""
-    weights_key: str = ""
-    weights_sources: List[List[str]] = field(default_factory=list)
+    #: task -> why the dataset cannot support it (label classes, batches, cells); the other tasks apply.
+    not_applicable: Dict[str, str] = field(default_factory=dict)
+    #: The model declares a vocabulary: CHECK_VOCABULARY checks the overlap on the fetched weights.
+    vocabulary_check: bool = False
     checks: Dict[str, Any] = field(default_factory=dict)
+    stage: str = "validate"
+    #: What FETCH_WEIGHTS fetches for the pair (the weight store's plan); not part of the verdict JSON.
+    weights: Optional[WeightsRequest] = field(default=None, compare=False)
 
     def fail(self, verdict: str, reason: str) -> "Verdict":
         """Record a reason; an ``error`` outranks ``incompatible`` (the file needs fixing first)."""
@@ -67,8 +71,10 @@ class Verdict:
         return self
 
     def to_json(self) -> str:
-        """The verdict as indented JSON."""
-        return json.dumps(asdict(self), indent=2, default=str)
+        """The verdict as indented JSON (without the weights request)."""
+        doc = asdict(self)
+        doc.pop("weights", None)
+        return json.dumps(doc, indent=2, default=str)
 
 
 def load_model_class(script: Path, class_name: str):
@@ -97,81 +103,6 @@ def read_view(path: Path, max_cells: int = 2000) -> H5adView:
     return _read_view(path, max_cells)
 
 
-def _local_path(uri: str, base_dir: Optional[Path] = None) -> Optional[Path]:
-    """The local path a weights URI names (``file://`` or a plain path), else ``None``.
-
-    Relative paths are taken relative to ``base_dir`` (the folder of the model's config.yaml).
-    """
-    parsed = urlparse(str(uri))
-    if parsed.scheme == "file":
-        return Path(parsed.path)
-    if parsed.scheme:
-        return None
-    path = Path(str(uri)).expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
-    return path
-
-
-def weight_sources(
-    model: str,
-    variant: str,
-    variant_config: Dict[str, Any],
-    mirror: Optional[str],
-    base_dir: Optional[Path] = None,
-) -> List[Tuple[str, str]]:
-    """(URI, sub-folder) pairs a variant's weights come from.
-
-    A mirror (a folder or ``s3://`` prefix laid out ``<model>/<variant>/``) replaces them all;
-    a *local* mirror that has no ``<model>/<variant>`` folder falls back to the variant's own
-    URIs, so a model added to the registry runs under ``-profile test`` without editing the
-    mirror. Local ``model_uri``/``extra_uris`` paths may be relative to ``base_dir``.
-    """
-    if mirror:
-        local_mirror = _local_path(mirror)
-        if local_mirror is None or (local_mirror / model / variant).exists():
-            return [(f"{mirror.rstrip('/')}/{model}/{variant}", "")]
-    sources = []
-    uris = [("", variant_config.get("model_uri"))] + list((variant_config.get("extra_uris") or {}).items())
-    for subdir, uri in uris:
-        if not uri:
-            continue
-        local = _local_path(str(uri), base_dir)
-        sources.append((str(local) if local is not None else str(uri), str(subdir)))
-    return sources
-
-
-def weights_key(variant: str, sources: List[Tuple[str, str]]) -> str:
-    """Cache folder name: the variant plus a digest of where its weights come from."""
-    digest = hashlib.sha256(json.dumps(sources).encode()).hexdigest()[:10]
-    return f"{variant or 'default'}-{digest}"
-
-
-def locate_weights_file(
-    relative: str, sources: List[Tuple[str, str]], cached: Optional[Path] = None
-) -> Optional[Path]:
-    """Find ``relative`` (a path inside the weights folder) without downloading anything.
-
-    Looks in an already fetched cache folder first, then in local sources (honouring the
-    sub-folder each source fills). Remote sources are not contacted: ``None``.
-    """
-    if cached is not None and (cached / relative).is_file():
-        return cached / relative
-    for uri, subdir in sources:
-        base = _local_path(uri)
-        if base is None:
-            continue
-        if not subdir:
-            candidate = base / relative
-        elif relative.startswith(subdir.rstrip("/") + "/"):
-            candidate = base / relative[len(subdir.rstrip("/")) + 1:]
-        else:
-            continue
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def _dataset_problems(dataset_id: str, view: H5adView, label_key: str, batch_keys: List[str],
                       verdict: Verdict) -> List[str]:
     """Structure and value checks of the file itself; returns the non-fatal counts problems."""
@@ -181,6 +112,9 @@ def _dataset_problems(dataset_id: str, view: H5adView, label_key: str, batch_key
         verdict.fail(ERROR, f"{where}: has zero cells")
     if view.n_vars == 0:
         verdict.fail(ERROR, f"{where}: has zero genes")
+    if view.n_duplicate_obs_names:
+        verdict.fail(ERROR, f"{where}: {view.n_duplicate_obs_names} duplicated obs names (cell ids), e.g. "
+                            f"{view.duplicate_obs_names}; make them unique (anndata: adata.obs_names_make_unique())")
     var_names = view.var.index
     if var_names.has_duplicates:
         dupes = var_names[var_names.duplicated()].unique()
@@ -234,14 +168,16 @@ def validate_pair(
     max_cells: int = 2000,
     condition_key: str = "condition",
     split_key: str = "split",
-    weights_cache: Optional[Path] = None,
+    tasks: Sequence[str] = (),
+    task_catalogue: Optional[Path] = None,
 ) -> Verdict:
     """Check one dataset x model pair, reading only obs/var and up to ``max_cells`` rows of X.
 
     Order: organism name and file readability (both reported), file structure and values
     (errors), then the model's validator (incompatibilities), raw counts when the model
-    needs them, the variant and its weight sources, and the vocabulary overlap when the
-    model declares a vocabulary that is available locally (a cached or local weights folder).
+    needs them, which of ``tasks`` the dataset can support (``not_applicable``), and the variant
+    with its weights request (``verdict.weights``; written beside the verdict, not in it). The vocabulary overlap is not checked here: it needs the weights,
+    and :func:`check_vocabulary` runs it on the fetched folder (same answer on a cold or warm cache).
     """
     from omegaconf import OmegaConf
 
@@ -265,7 +201,7 @@ def validate_pair(
         model=model, model_script=Path(model_script), model_class=model_class,
         model_config=Path(model_config), requested_variant=requested_variant,
         needs_weights=needs_weights, weights_mirror=weights_mirror,
-        condition_key=condition_key, split_key=split_key, weights_cache=weights_cache,
+        condition_key=condition_key, split_key=split_key, tasks=tasks, task_catalogue=task_catalogue,
         omegaconf=OmegaConf,
     )
 
@@ -274,7 +210,8 @@ def _validate_view(verdict: Verdict, view: H5adView, organism_enum: Optional[Org
                    label_key: str, batch_keys: List[str], model: str, model_script: Path, model_class: str,
                    model_config: Path, requested_variant: str, needs_weights: bool,
                    weights_mirror: Optional[str], condition_key: str, split_key: str,
-                   weights_cache: Optional[Path], omegaconf) -> Verdict:
+                   tasks: Sequence[str], task_catalogue: Optional[Path],
+                   omegaconf) -> Verdict:
     pair = f"dataset '{dataset_id}' x {model}"
     soft_problems = _dataset_problems(dataset_id, view, label_key, batch_keys, verdict)
     model_cls = load_model_class(model_script, model_class)
@@ -314,6 +251,11 @@ def _validate_view(verdict: Verdict, view: H5adView, organism_enum: Optional[Org
             verdict.fail(INCOMPATIBLE, f"{pair}: the model needs raw counts but {soft_problems[0]}")
     if verdict.verdict != PASS:
         return verdict
+    if tasks:
+        from .tasks.catalogue import applicability, load_catalogue
+
+        columns = {"label_key": label_key, "batch_key": ";".join(batch_keys), "condition_key": condition_key}
+        verdict.not_applicable = applicability(load_catalogue(task_catalogue), tasks, view.obs, columns)
 
     config = omegaconf.to_container(omegaconf.load(model_config), resolve=True) or {}
     variants = config.get("models") or {}
@@ -325,25 +267,45 @@ def _validate_view(verdict: Verdict, view: H5adView, organism_enum: Optional[Org
             f"variants in {model_config.name}: {', '.join(sorted(map(str, variants)))}"
         )
     verdict.variant = variant
-    sources: List[Tuple[str, str]] = []
-    if needs_weights:
-        sources = weight_sources(model, variant, variants[variant] or {}, weights_mirror,
-                                 base_dir=model_config.resolve().parent)
-        if not sources:
-            return verdict.fail(ERROR, f"{model}: variant '{variant}' names no weight URIs in {model_config.name}")
-        verdict.weights_sources = [list(s) for s in sources]
-        verdict.weights_key = weights_key(variant, sources)
+    verdict.vocabulary_check = bool(getattr(implementation, "vocabulary_file", None)) and needs_weights
+    if not needs_weights:
+        return verdict
+    try:
+        verdict.weights = plan_weights(model, variant, variants[variant] or {}, weights_mirror,
+                                       base_dir=model_config.resolve().parent)
+    except WeightStoreError as err:
+        return verdict.fail(ERROR, f"{err} in {model_config.name}")
+    return verdict
 
+
+def check_vocabulary(*, dataset_id: str, h5ad: Path, organism: str, model: str, model_script: Path,
+                     model_class: str, model_config: Path, variant: str, weights_dir: Path) -> Verdict:
+    """The vocabulary overlap of a dataset with a model's fetched weights (``pass`` or ``incompatible``).
+
+    A pure function of the dataset (its var) and the weights folder: the same on a cold and a warm
+    cache. A model that declares no ``vocabulary_file`` passes.
+    """
+    verdict = Verdict(dataset=dataset_id, model=model, variant=variant, stage="vocabulary")
+    view = _read_view(h5ad, 0)
+    model_cls = load_model_class(model_script, model_class)
+    dataset = SingleCellDataset(str(h5ad), Organism.from_name(organism))
+    dataset.set_input(DataType.ANNDATA, view.sample)
+    dataset.set_input(DataType.METADATA, view.sample.obs)
+    argv = ["--model_variant", variant] if variant else []
+    argv += ["--model_config", str(model_config), "--weights_dir", str(weights_dir)]
+    implementation = model_cls(argv=argv)
+    implementation.model_weights_dir = str(weights_dir)
     vocabulary_file = getattr(implementation, "vocabulary_file", None)
-    if vocabulary_file and hasattr(implementation, "vocabulary_path"):
-        cached = Path(weights_cache) / model / verdict.weights_key if weights_cache and verdict.weights_key else None
-        found = locate_weights_file(str(vocabulary_file), sources, cached)
-        if found is not None:
-            implementation.vocabulary_path = found
-        verdict.checks["vocabulary"] = str(found) if found else "not available before FETCH_WEIGHTS; checked at inference"
+    if vocabulary_file:
+        found = Path(weights_dir) / str(vocabulary_file)
+        if not found.is_file():
+            return verdict.fail(ERROR, f"dataset '{dataset_id}' x {model}: the weights folder of variant "
+                                       f"'{variant}' has no vocabulary file {vocabulary_file}")
+        implementation.vocabulary_path = found
+        verdict.checks["vocabulary"] = str(vocabulary_file)
     check = getattr(implementation, "vocabulary_reasons", None)
     for reason in check(dataset) if callable(check) else []:
-        verdict.fail(INCOMPATIBLE, f"{pair}: {reason}")
+        verdict.fail(INCOMPATIBLE, f"dataset '{dataset_id}' x {model}: {reason}")
     return verdict
 
 

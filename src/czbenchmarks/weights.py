@@ -25,7 +25,7 @@ import random
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar
 from urllib.parse import urlparse
@@ -582,6 +582,82 @@ def fill_folder(source: str, dest: Path) -> Dict[str, Dict[str, Any]]:
     if parsed.scheme in ("", "file"):
         return _copy_local(Path(parsed.path if parsed.scheme == "file" else source).expanduser(), Path(dest))
     raise WeightStoreError(f"{source}: unsupported weights source (use s3://, https://, file:// or a path)")
+
+
+# ---- weight planning: which folder a model x variant's weights come from ---------------------------
+
+@dataclass
+class WeightsRequest:
+    """What FETCH_WEIGHTS fetches for one model x variant: its sources and the cache folder name."""
+
+    model: str
+    variant: str
+    weights_key: str = ""
+    sources: List[List[str]] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        """The request as JSON (VALIDATE writes it beside the verdict)."""
+        return json.dumps(asdict(self), indent=2)
+
+
+def plan_weights(model: str, variant: str, variant_config: Dict[str, Any], mirror: Optional[str],
+                 base_dir: Optional[Path] = None) -> WeightsRequest:
+    """The weights request of a variant: its sources (see :func:`weight_sources`) and cache key."""
+    sources = weight_sources(model, variant, variant_config, mirror, base_dir=base_dir)
+    if not sources:
+        raise WeightStoreError(f"{model}: variant '{variant}' names no weight URIs")
+    return WeightsRequest(model=model, variant=variant, weights_key=weights_key(variant, sources),
+                          sources=[list(s) for s in sources])
+
+
+def _local_path(uri: str, base_dir: Optional[Path] = None) -> Optional[Path]:
+    """The local path a weights URI names (``file://`` or a plain path), else ``None``.
+
+    Relative paths are taken relative to ``base_dir`` (the folder of the model's config.yaml).
+    """
+    parsed = urlparse(str(uri))
+    if parsed.scheme == "file":
+        return Path(parsed.path)
+    if parsed.scheme:
+        return None
+    path = Path(str(uri)).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    return path
+
+
+def weight_sources(
+    model: str,
+    variant: str,
+    variant_config: Dict[str, Any],
+    mirror: Optional[str],
+    base_dir: Optional[Path] = None,
+) -> List[Tuple[str, str]]:
+    """(URI, sub-folder) pairs a variant's weights come from.
+
+    A mirror (a folder or ``s3://`` prefix laid out ``<model>/<variant>/``) replaces them all;
+    a *local* mirror that has no ``<model>/<variant>`` folder falls back to the variant's own
+    URIs, so a model added to the registry runs under ``-profile test`` without editing the
+    mirror. Local ``model_uri``/``extra_uris`` paths may be relative to ``base_dir``.
+    """
+    if mirror:
+        local_mirror = _local_path(mirror)
+        if local_mirror is None or (local_mirror / model / variant).exists():
+            return [(f"{mirror.rstrip('/')}/{model}/{variant}", "")]
+    sources = []
+    uris = [("", variant_config.get("model_uri"))] + list((variant_config.get("extra_uris") or {}).items())
+    for subdir, uri in uris:
+        if not uri:
+            continue
+        local = _local_path(str(uri), base_dir)
+        sources.append((str(local) if local is not None else str(uri), str(subdir)))
+    return sources
+
+
+def weights_key(variant: str, sources: List[Tuple[str, str]]) -> str:
+    """Cache folder name: the variant plus a digest of where its weights come from."""
+    digest = hashlib.sha256(json.dumps(sources).encode()).hexdigest()[:10]
+    return f"{variant or 'default'}-{digest}"
 
 
 def _sources_text(sources: List[Tuple[str, str]]) -> str:

@@ -1,48 +1,47 @@
 process EVALUATE {
-    tag "${meta.id}:${meta.model}${meta.variant ? ':' + meta.variant : ''}:${meta.task}"
+    tag "${cell.dataset}:${cell.model}:${cell.variant ?: 'default'}:${cell.task}"
     label 'process_low'
 
     input:
-    // outputs: one model output (several for cross_species; the dataset itself for raw expression);
-    // datasets: the dataset h5ad (alignment check, perturbation truth) or [] when not needed.
-    tuple val(meta), path(outputs, stageAs: 'outputs/*'), path(datasets, stageAs: 'datasets/*')
+    // cell: the plan cell (dataset ids, model, variant, task) with what the task reads from each
+    // dataset (organisms, label/batch/condition/split columns) and the output kind scored.
+    // outputs: one model output (one per dataset for a multi-dataset task; the dataset itself for
+    // raw expression); datasets: the dataset h5ad(s) (alignment check, perturbation truth).
+    tuple val(cell), path(outputs, stageAs: 'outputs/*'), path(datasets, stageAs: 'datasets/*')
 
     output:
-    tuple val(meta), path("${prefix}.metrics.json"), emit: metrics
+    tuple val(cell), path("${prefix}.metrics.json"), emit: metrics
 
     script:
-    prefix = "${meta.id}.${meta.model}.${meta.variant ?: 'default'}.${meta.task}"
+    prefix = "${cell.dataset}.${cell.model}.${cell.variant ?: 'default'}.${cell.task}"
     def args = task.ext.args ?: ''
-    def organisms = meta.organisms.collect { "'${it}'" }.join(' ')
-    def ids = meta.ids.collect { "'${it}'" }.join(' ')
-    def dataset_arg = datasets ? "--datasets ${datasets}" : ''
+    def quoted = { List values -> values.collect { "'${it}'" }.join(' ') }
     """
     export OMP_NUM_THREADS=${task.cpus}
     czb_evaluate.py \\
-        --task '${meta.task}' \\
+        --task '${cell.task}' \\
         --outputs ${outputs} \\
-        --dataset_ids ${ids} \\
-        --organisms ${organisms} \\
-        ${dataset_arg} \\
-        --model '${meta.model}' \\
-        --variant '${meta.variant ?: ''}' \\
-        --input_kind '${meta.input_kind}' \\
-        --label_key '${meta.label_key ?: ''}' \\
-        --batch_key '${meta.batch_key ?: ''}' \\
-        --condition_key '${meta.condition_key ?: 'condition'}' \\
-        --split_key '${meta.split_key ?: 'split'}' \\
-        --seed ${params.seed} \\
+        --datasets ${datasets} \\
+        --dataset_ids ${quoted(cell.datasets)} \\
+        --organisms ${quoted(cell.organisms)} \\
+        --model '${cell.model}' \\
+        --variant '${cell.variant ?: ''}' \\
+        --input_kind '${cell.input_kind}' \\
+        --label_key '${cell.label_key ?: ''}' \\
+        --batch_key '${cell.batch_key ?: ''}' \\
+        --condition_key '${cell.condition_key ?: 'condition'}' \\
+        --split_key '${cell.split_key ?: 'split'}' \\
         --output '${prefix}.metrics.json' \\
         ${args}
     """
 
     stub:
-    prefix = "${meta.id}.${meta.model}.${meta.variant ?: 'default'}.${meta.task}"
+    prefix = "${cell.dataset}.${cell.model}.${cell.variant ?: 'default'}.${cell.task}"
     """
     cat > '${prefix}.metrics.json' <<'JSON'
-    {"dataset": "${meta.id}", "datasets": ${groovy.json.JsonOutput.toJson(meta.ids)}, "model": "${meta.model}",
-     "model_type": "${meta.model_type ?: ''}", "variant": "${meta.variant ?: ''}", "task": "${meta.task}",
-     "seed": ${params.seed}, "status": "ok", "params": {}, "provenance": {},
+    {"dataset": "${cell.dataset}", "datasets": ${groovy.json.JsonOutput.toJson(cell.datasets)}, "model": "${cell.model}",
+     "model_type": "${cell.model_type ?: ''}", "variant": "${cell.variant ?: ''}", "task": "${cell.task}",
+     "status": "ok", "params": {}, "provenance": {},
      "metrics": [{"metric_type": "stub", "value": 0.0, "params": {}}]}
     JSON
     """

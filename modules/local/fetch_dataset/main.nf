@@ -1,24 +1,24 @@
 process FETCH_DATASET {
-    tag "${meta.id}"
+    tag "${dataset.id}"
     label 'process_single'
-    // Cached across runs like the weights: atomic download, sha256 manifest beside the file.
-    storeDir "${params.datasets_cache}"
+    // Cached across runs like the weights (storeDir in conf/modules.config): atomic download,
+    // sha256 manifest beside the file.
 
     input:
-    tuple val(meta), val(source)
+    tuple val(dataset), val(source)
 
     output:
     // The folder (h5ad + czb_manifest.json): storeDir keeps only declared outputs.
-    tuple val(meta), path("${meta.id}"), emit: folder
+    tuple val(dataset), path("${dataset.id}"), emit: folder
 
     script:
     """
-    czb_fetch_dataset.py --dataset '${meta.id}' --source '${source}' --dest '${meta.id}'
+    czb_fetch_dataset.py --dataset '${dataset.id}' --source '${source}' --dest '${dataset.id}'
     """
 
     stub:
     """
-    mkdir -p '${meta.id}'
-    touch '${meta.id}/${meta.id}.h5ad'
+    mkdir -p '${dataset.id}'
+    touch '${dataset.id}/${dataset.id}.h5ad'
     """
 }

@@ -1,11 +1,10 @@
 process FETCH_WEIGHTS {
     tag "${request.model}/${request.variant}"
     label 'process_single'
-    // Cached across runs: a variant's weights are fetched once per weights_cache. The folder name
-    // carries a digest of the sources, so changing where weights come from fetches them anew.
-    // The script builds the folder under a temporary name and renames it only once verified, so a
-    // failed fetch stores nothing; inference re-verifies the manifest (sha256) before using it.
-    storeDir "${params.weights_cache}/${request.model}"
+    // storeDir (conf/modules.config) caches a variant's weights across runs. The folder name carries
+    // a digest of the sources, so changing where weights come from fetches them anew. The script
+    // builds the folder under a temporary name and renames it only once verified, so a failed fetch
+    // stores nothing; inference re-verifies the manifest (sha256) before using it.
 
     input:
     val(request)

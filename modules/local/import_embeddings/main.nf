@@ -1,30 +1,31 @@
 process IMPORT_EMBEDDINGS {
-    tag "${meta.id}:${meta.model}"
+    tag "${dataset.id}:${model.name}"
     label 'process_single'
 
     input:
-    tuple val(meta), path(embedding, stageAs: 'user/*'), path(h5ad)
+    tuple val(dataset), val(model), val(obsm_key), path(embedding, stageAs: 'user/*'), path(h5ad)
 
     output:
-    tuple val(meta), path("${meta.id}.${meta.model}.h5ad"), emit: output
+    tuple val(dataset), val(model), path("${prefix}.h5ad"), emit: output
 
     script:
+    prefix = "${dataset.id}.${model.name}"
     def args = task.ext.args ?: ''
     """
     czb_import_embeddings.py \\
         --embedding '${embedding}' \\
         --dataset '${h5ad}' \\
-        --dataset_id '${meta.id}' \\
-        --obsm_key '${meta.obsm_key}' \\
-        --model '${meta.model}' \\
-        --organism '${meta.organism}' \\
-        --seed ${params.seed} \\
-        --output '${meta.id}.${meta.model}.h5ad' \\
+        --dataset_id '${dataset.id}' \\
+        --obsm_key '${obsm_key}' \\
+        --model '${model.name}' \\
+        --organism '${dataset.organism}' \\
+        --output '${prefix}.h5ad' \\
         ${args}
     """
 
     stub:
+    prefix = "${dataset.id}.${model.name}"
     """
-    touch '${meta.id}.${meta.model}.h5ad'
+    touch '${prefix}.h5ad'
     """
 }

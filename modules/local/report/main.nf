@@ -4,13 +4,15 @@ process REPORT {
     input:
     path(metrics, stageAs: 'metrics/*')
     path(verdicts, stageAs: 'verdicts/*')
-    val(plan)   // JSON lines: run, datasets, models (what the run was asked for)
+    val(plan)        // JSON lines: the run, datasets, models, pairs and every cell the workflow scheduled
     path(embeddings, stageAs: 'embeddings/*')
+    val(trace)       // Nextflow's trace file (read when reachable: why failed tasks failed)
 
     output:
     path("benchmark_results.json"), emit: json
     path("benchmark_results.csv"), emit: csv
     path("report.html"), emit: html
+    path("summary.json"), emit: summary
 
     script:
     def args = task.ext.args ?: ''
@@ -23,8 +25,7 @@ CZB_PLAN
         --verdicts ${verdicts} \\
         --plan plan.jsonl \\
         --embeddings ${embeddings} \\
-        --umap_max_cells ${params.umap_max_cells} \\
-        --seed ${params.seed} \\
+        --trace '${trace}' \\
         --outdir . \\
         ${args}
     """
@@ -34,6 +35,6 @@ CZB_PLAN
     cat > plan.jsonl <<'CZB_PLAN'
 ${plan}
 CZB_PLAN
-    czb_report.py --metrics ${metrics} --verdicts ${verdicts} --plan plan.jsonl --no_plots --outdir .
+    czb_report.py --metrics ${metrics} --verdicts ${verdicts} --plan plan.jsonl --trace '${trace}' --no_plots --outdir .
     """
 }

@@ -1,28 +1,32 @@
 process RUN_BASELINE {
-    tag "${meta.id}:${meta.model}:${meta.variant}"
+    tag "${dataset.id}:${model.name}:${model.variant}"
     label 'process_medium'
 
     input:
-    tuple val(meta), path(h5ad)
+    tuple val(dataset), val(model), path(h5ad), path(model_script)
 
     output:
-    tuple val(meta), path("${meta.id}.${meta.model}.h5ad"), emit: output
+    tuple val(dataset), val(model), path("${prefix}.h5ad"), emit: output
 
     script:
+    prefix = "${dataset.id}.${model.name}.${model.variant}"
     def args = task.ext.args ?: ''
     """
-    ${meta.script} \\
+    export OMP_NUM_THREADS=${task.cpus}
+    python3 '${model_script}' \\
         --input '${h5ad}' \\
-        --output '${meta.id}.${meta.model}.h5ad' \\
-        --dataset_id '${meta.id}' \\
-        --organism '${meta.organism}' \\
-        --model_variant '${meta.variant}' \\
-        --seed ${params.seed} \\
+        --output '${prefix}.h5ad' \\
+        --dataset_id '${dataset.id}' \\
+        --organism '${dataset.organism}' \\
+        --model_variant '${model.variant}' \\
+        --condition_key '${dataset.condition_key ?: 'condition'}' \\
+        --split_key '${dataset.split_key ?: 'split'}' \\
         ${args}
     """
 
     stub:
+    prefix = "${dataset.id}.${model.name}.${model.variant}"
     """
-    touch '${meta.id}.${meta.model}.h5ad'
+    touch '${prefix}.h5ad'
     """
 }

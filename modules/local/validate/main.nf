@@ -1,43 +1,49 @@
 process VALIDATE {
-    tag "${meta.id}:${meta.model}"
+    tag "${dataset.id}:${model.name}${model.role == 'baseline' ? ':' + model.variant : ''}"
     label 'process_single'
 
     input:
-    tuple val(meta), path(h5ad), path(model_script), path(model_config)
+    tuple val(dataset), val(model), path(h5ad), path(model_script), path(model_config), path(task_catalogue)
 
     output:
-    tuple val(meta), path(h5ad), path("${meta.id}.${meta.model}.verdict.json"), emit: verdict
+    tuple val(dataset), val(model), path(h5ad), path("${prefix}.verdict.json"), path("${prefix}.weights.json"), emit: verdict
 
     script:
+    prefix = "${dataset.id}.${model.entry}"
     def args = task.ext.args ?: ''
     """
+    export CZB_MODEL_TYPE='${model.model_type}'
     czb_validate.py \\
-        --dataset_id '${meta.id}' \\
+        --dataset_id '${dataset.id}' \\
         --h5ad '${h5ad}' \\
-        --organism '${meta.organism}' \\
-        --label_key '${meta.label_key}' \\
-        --batch_key '${meta.batch_key}' \\
-        --model '${meta.model}' \\
+        --organism '${dataset.organism}' \\
+        --label_key '${dataset.label_key}' \\
+        --batch_key '${dataset.batch_key}' \\
+        --condition_key '${dataset.condition_key ?: 'condition'}' \\
+        --split_key '${dataset.split_key ?: 'split'}' \\
+        --tasks '${dataset.tasks.join(',')}' \\
+        --task_catalogue '${task_catalogue}' \\
+        --model '${model.name}' \\
         --model_script '${model_script}' \\
-        --model_class '${meta.model_class}' \\
+        --model_class '${model.model_class}' \\
         --model_config '${model_config}' \\
-        --variant '${meta.requested_variant ?: ''}' \\
-        --needs_weights '${meta.needs_weights}' \\
-        --weights_mirror '${params.weights_mirror ?: ''}' \\
-        --weights_cache '${params.weights_cache ?: ''}' \\
-        --condition_key '${meta.condition_key ?: 'condition'}' \\
-        --split_key '${meta.split_key ?: 'split'}' \\
-        --max_cells ${params.validation_max_cells} \\
-        --output '${meta.id}.${meta.model}.verdict.json' \\
+        --variant '${model.variant}' \\
+        --needs_weights '${model.needs_weights}' \\
+        --output '${prefix}.verdict.json' \\
+        --weights_request '${prefix}.weights.json' \\
         ${args}
     """
 
     stub:
-    def variant = meta.requested_variant ?: 'stub'
+    prefix = "${dataset.id}.${model.entry}"
+    def variant = model.variant ?: 'stub'
     """
-    cat > '${meta.id}.${meta.model}.verdict.json' <<'JSON'
-    {"dataset": "${meta.id}", "model": "${meta.model}", "verdict": "pass", "reasons": [],
-     "variant": "${variant}", "weights_key": "${variant}-stub", "weights_sources": [["stub://${meta.model}", ""]], "checks": {}}
+    cat > '${prefix}.verdict.json' <<'JSON'
+    {"dataset": "${dataset.id}", "model": "${model.name}", "verdict": "pass", "reasons": [],
+     "variant": "${variant}", "not_applicable": {}, "vocabulary_check": false, "checks": {}}
+    JSON
+    cat > '${prefix}.weights.json' <<'JSON'
+    {"model": "${model.name}", "variant": "${variant}", "weights_key": "${variant}-stub", "sources": [["stub://${model.name}", ""]]}
     JSON
     """
 }

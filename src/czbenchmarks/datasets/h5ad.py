@@ -9,7 +9,7 @@ so a check costs the metadata plus the rows of X it actually reads.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Tuple, Union
 
@@ -125,6 +125,9 @@ class H5adView:
     var: Any
     sample: Any
     rows: Any
+    #: Cell names that occur more than once (the first few), and how many there are.
+    duplicate_obs_names: List[str] = field(default_factory=list)
+    n_duplicate_obs_names: int = 0
 
     @property
     def sampled_cells(self) -> int:
@@ -186,6 +189,17 @@ def _read_index_rows(group: Any, blocks: List[Tuple[int, int]]) -> List[str]:
     return names
 
 
+def duplicated_names(names: Any, examples: int = 5) -> Tuple[int, List[str]]:
+    """How many distinct names occur more than once, and the first few of them."""
+    import pandas as pd
+
+    index = pd.Index(names)
+    if index.is_unique:
+        return 0, []
+    dupes = index[index.duplicated()].unique()
+    return len(dupes), [n.decode() if isinstance(n, bytes) else str(n) for n in dupes[:examples]]
+
+
 def _x_rows(x: Any, blocks: List[Tuple[int, int]], n_vars: int) -> Any:
     """Rows of X in ``blocks`` as a CSR matrix (dense X is converted)."""
     import numpy as np
@@ -213,7 +227,8 @@ def view_from_anndata(adata: Any, max_cells: int = 2000, path: Union[str, os.Pat
     sample_obs = adata.obs.iloc[rows].copy()
     sample = ad.AnnData(X=X, obs=sample_obs, var=adata.var.copy()) if X is not None else \
         ad.AnnData(obs=sample_obs, var=adata.var.copy())
-    return H5adView(Path(path), int(adata.n_obs), int(adata.n_vars), obs, adata.var, sample, rows)
+    n_dupes, dupes = duplicated_names(adata.obs_names)
+    return H5adView(Path(path), int(adata.n_obs), int(adata.n_vars), obs, adata.var, sample, rows, dupes, n_dupes)
 
 
 def read_view(path: Union[str, os.PathLike], max_cells: int = 2000) -> H5adView:
@@ -271,10 +286,13 @@ def read_view(path: Union[str, os.PathLike], max_cells: int = 2000) -> H5adView:
                 x = group
             X = _x_rows(x, blocks, shape[1]) if shape[1] else None
             names = _read_index_rows(handle["obs"], blocks)
+            # Every cell name, as raw bytes (no Python str per cell): only to find duplicates.
+            obs_index = handle["obs"][handle["obs"].attrs.get("_index", "_index")]
+            n_dupes, dupes = duplicated_names(obs_index[:])
         except Exception as err:
             raise H5adError(f"X cannot be read (truncated or corrupt file?): {path.name}: {_first_line(err)}") from None
     rows = np.concatenate([np.arange(a, b) for a, b in blocks]) if blocks else np.empty(0, dtype=int)
     sample_obs = obs.iloc[rows].copy()
     sample_obs.index = names
     sample = ad.AnnData(X=X, obs=sample_obs, var=var) if X is not None else ad.AnnData(obs=sample_obs, var=var)
-    return H5adView(path, shape[0], shape[1], obs, var, sample, rows)
+    return H5adView(path, shape[0], shape[1], obs, var, sample, rows, dupes, n_dupes)

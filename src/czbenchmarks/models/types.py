@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import os
 import re
-from enum import Enum
+from enum import Enum, EnumMeta
 from typing import Any, Dict, Optional
 
 _MODEL_TYPE_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+#: Set by the pipeline's processes to the registry entry's ``model_type`` (comma list allowed).
+REGISTERED_ENV = "CZB_MODEL_TYPE"
 
 
-class ModelType(Enum):
+class _ModelTypeMeta(EnumMeta):
+    """``ModelType.MYMODEL`` for a type the model registry declares (czbenchmarks' developer guide
+    writes it so after "registering the model in ModelType"; here the registry entry registers it)."""
+
+    def __getattr__(cls, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        declared = {n.strip().upper() for n in os.environ.get(REGISTERED_ENV, "").split(",") if n.strip()}
+        if name in declared and _MODEL_TYPE_NAME.fullmatch(name):
+            return cls(name)
+        raise AttributeError(
+            f"ModelType has no member {name!r}: declare it as `model_type: {name}` in the model's entry in "
+            f"conf/models.yaml (the pipeline then registers it), or write ModelType({name!r})"
+        )
+
+
+class ModelType(Enum, metaclass=_ModelTypeMeta):
     """The models the benchmark knows. ``BASELINE`` marks baseline outputs (PCA, control mean, ...).
 
     A member equals its name as a string, so ``"SCVI"`` works as a lookup key, and ``str()``

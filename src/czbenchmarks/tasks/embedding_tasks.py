@@ -20,7 +20,7 @@ import pandas as pd
 from .constants import RANDOM_SEED
 from .label_prediction import label_prediction_task
 from .metrics import silhouette_batch, entropy_per_cell, leiden_clusters, silhouette_label
-from .types import MetricResult
+from .types import MetricResult, TaskNotApplicable
 
 __all__ = [
     "MetricResult", "TASKS", "clustering_task", "embedding_task", "integration_task", "label_prediction_task",
@@ -148,11 +148,17 @@ def run_cross_species_task(
         embeddings.append(emb[keep])
         labels.append(obs[label_key].astype(str).to_numpy()[keep])
         organisms.append(str(part["organism"]))
+    shared = set.intersection(*(set(map(str, part_labels)) for part_labels in labels)) if labels else set()
+    if len(shared) < 2:
+        raise TaskNotApplicable(
+            f"cross-species needs the label column harmonised across the group: obs['{label_key}'] shares "
+            f"{len(shared)} label(s) across {', '.join(str(p['dataset']) for p in parts)} (needs 2+)"
+            + (f": {sorted(shared)}" if shared else ""))
     metrics = cross_species_task(embeddings, labels, organisms, random_seed=seed)
     return {
         "task": "cross_species",
         "seed": seed,
-        "params": {"label_key": label_key, "organisms": sorted(set(organisms))},
+        "params": {"label_key": label_key, "organisms": sorted(set(organisms)), "n_shared_labels": len(shared)},
         "n_cells": n_cells,
         "n_cells_scored": int(sum(len(e) for e in embeddings)),
         "metrics": [m.to_dict() for m in metrics],

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..constants import EMBEDDED_OBS_KEY, RANDOM_SEED
 from .constants import EMBEDDING_TASKS, TASK_NAMES
+from .types import TaskNotApplicable
 
 INPUT_KINDS = ("embedding", "expression", "prediction")
 
@@ -138,6 +139,9 @@ def evaluate(
             body = run_embedding_task(task, obs, emb, label_key, seed=seed, embedded=embedded, batch_key=batch_key)
         doc.update(body)
         doc["status"] = "ok"
+    except TaskNotApplicable as err:  # listed as not applicable, with the reason
+        doc["status"] = "not_applicable"
+        doc["error"] = str(err)
     except Exception as err:  # reported, never hidden: the report lists the reason
         traceback.print_exc()
         doc["status"] = "error"

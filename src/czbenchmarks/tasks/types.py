@@ -32,3 +32,7 @@ class MetricResult:
         if self.note:
             out["note"] = self.note
         return out
+
+
+class TaskNotApplicable(ValueError):
+    """The dataset(s) cannot support the task (EVALUATE writes ``status: "not_applicable"``, not an error)."""

@@ -14,7 +14,7 @@ class BaseModelValidator(ABC):
     """Checks a dataset against a model's requirements.
 
     Subclasses set ``dataset_type`` and ``model_type`` and implement ``_validate_dataset``
-    (raise ``ValueError``) plus the ``inputs``/``outputs`` properties. A model mixes its
+    (raise ``ValueError``); they may override the ``inputs``/``outputs`` properties. A model mixes its
     validator in before :class:`BaseModelImplementation`::
 
         class MyModel(MyValidator, BaseModelImplementation): ...
@@ -35,14 +35,18 @@ class BaseModelValidator(ABC):
             raise TypeError(f"Can't instantiate {cls.__name__} without dataset_type class variable")
 
     @property
-    @abstractmethod
     def inputs(self) -> Set[DataType]:
-        """Dataset slots the model reads."""
+        """Dataset slots the model reads; by default the expression matrix and the cell metadata.
+
+        Overridable as in the reference; a default (which the reference lacked) lets a model written
+        exactly as czbenchmarks' developer guide shows, without these properties, run.
+        """
+        return {DataType.ANNDATA, DataType.METADATA}
 
     @property
-    @abstractmethod
     def outputs(self) -> Set[DataType]:
-        """Dataset slots the model writes."""
+        """Dataset slots the model writes; by default a cell embedding."""
+        return {DataType.EMBEDDING}
 
     @abstractmethod
     def _validate_dataset(self, dataset: BaseDataset) -> None:
