@@ -12,7 +12,6 @@ import argparse
 import sys
 import traceback
 from pathlib import Path
-from typing import List, Optional
 
 from czbenchmarks.utils import write_atomic
 from czbenchmarks.validation import ERROR, Verdict, check_vocabulary
@@ -30,11 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model_config", required=True, type=Path)
     parser.add_argument("--variant", default="")
     parser.add_argument("--weights_dir", required=True, type=Path)
+    parser.add_argument("--condition_key", default="condition", help="perturbation datasets: condition column")
+    parser.add_argument("--split_key", default="split", help="perturbation datasets: split column")
     parser.add_argument("--output", required=True, type=Path)
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Check one pair and write ``--output``; exit 0 whatever the verdict."""
     args = build_parser().parse_args(argv)
     try:
@@ -42,6 +43,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             dataset_id=args.dataset_id, h5ad=args.h5ad, organism=args.organism, model=args.model,
             model_script=args.model_script, model_class=args.model_class, model_config=args.model_config,
             variant=args.variant, weights_dir=args.weights_dir,
+            condition_key=args.condition_key, split_key=args.split_key,
         )
     except Exception as err:  # a validator bug must not take sibling datasets down; report it
         traceback.print_exc()

@@ -11,7 +11,6 @@ import argparse
 import sys
 import traceback
 from pathlib import Path
-from typing import List, Optional
 
 from czbenchmarks.utils import write_atomic
 from czbenchmarks.validation import ERROR, Verdict, validate_pair
@@ -43,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Validate one pair and write ``--output``; exit 0 whatever the verdict."""
     args = build_parser().parse_args(argv)
     try:

@@ -140,12 +140,15 @@ class BenchmarkPlan {
         return registry.findAll { k, v -> v.role == 'baseline' }.collect { k, v -> modelOf(k as String, v as Map, null) }
     }
 
-    /** Bring-your-own embeddings (--embeddings rows) as models of their own, one per model name. */
+    /**
+     * Bring-your-own embeddings (--embeddings rows) as models of their own, one per model name.
+     * The gate checks their datasets with the baselines' validator (any organism, any genes).
+     */
     static List<Map> externalModels(List<Map> rows) {
         return rows*.model.unique().collect { String name ->
             [name: name, entry: name, role: 'external', model_type: 'EXTERNAL', variant: '', output: 'embedding',
-             script: '', model_class: '', config: '', container: '', needs_weights: false,
-             datasets: rows.findAll { it.model == name }*.dataset]
+             script: 'baseline_pca.py', model_class: 'PcaBaseline', config: 'containers/baseline/config.yaml',
+             container: '', needs_weights: false, datasets: rows.findAll { it.model == name }*.dataset]
         }
     }
 

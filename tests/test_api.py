@@ -591,3 +591,24 @@ def test_numbered_paths_helpers():
                                     "/in/data_11.dill"]
     assert sorted(paths) != sort_numbered(paths)  # the reference's text order is wrong
     assert numbered_sort_key("a_2.h5ad") < numbered_sort_key("a_10.h5ad")
+
+
+def test_a_validator_without_inputs_outputs_gets_the_defaults(monkeypatch):
+    """czbenchmarks' developer guide declares neither property; here they default (and stay overridable)."""
+    from czbenchmarks.models.validators import BaseSingleCellValidator
+
+    monkeypatch.setenv("CZB_MODEL_TYPE", "GUIDED")
+
+    class GuideValidator(BaseSingleCellValidator):
+        available_organisms = [Organism.HUMAN]
+        required_obs_keys = []
+        required_var_keys = ["feature_name"]
+        model_type = ModelType.GUIDED
+
+    validator = GuideValidator()
+    assert validator.inputs == {DataType.ANNDATA, DataType.METADATA}
+    assert validator.outputs == {DataType.EMBEDDING}
+    assert GuideValidator.model_type == ModelType("GUIDED") and str(GuideValidator.model_type) == "GUIDED"
+    monkeypatch.delenv("CZB_MODEL_TYPE")
+    with pytest.raises(AttributeError, match="declare it as `model_type: UNDECLARED` in the model's entry"):
+        ModelType.UNDECLARED  # noqa: B018 - the attribute access is what is tested

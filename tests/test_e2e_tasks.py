@@ -11,6 +11,21 @@ from conftest import ROOT, TEST_H5AD, run_nextflow
 
 DOCS_SCREENSHOT = ROOT / "docs" / "report_screenshot.png"
 
+#: Every cell `-profile test` schedules (dataset, model, variant, task): exactly these, no more.
+TEST_PROFILE_CELLS = {
+    *{("pbmc68k", "scvi", "homo_sapiens", t) for t in ("clustering", "embedding", "label_prediction", "integration")},
+    *{("pbmc68k", "baseline", "pca", t) for t in ("clustering", "embedding", "integration")},
+    ("pbmc68k", "baseline", "raw_expression", "label_prediction"),
+    *{("pbmc_mouse", "scvi", "mus_musculus", t) for t in ("clustering", "embedding")},
+    *{("pbmc_mouse", "baseline", "pca", t) for t in ("clustering", "embedding")},
+    ("perturb", "baseline", "control_mean", "perturbation"), ("perturb", "baseline", "control_median", "perturbation"),
+    ("pbmc68k+pbmc_mouse", "scvi", "homo_sapiens+mus_musculus", "cross_species"),
+}
+
+
+def cells(entries):
+    return {(c["dataset"], c["model"], c["variant"], c["task"]) for c in entries}
+
 
 @pytest.fixture(scope="module")
 def test_run(test_profile_run):
@@ -36,10 +51,12 @@ def test_every_task_has_rows_beside_baselines(test_run):
     assert all(r["seed"] == 42 for r in rows)
     scvi = next(r for r in rows if r["model"] == "scvi")
     assert "model.pt=" in scvi["weights_sha256"] and scvi["software"]
-    # scvi cannot take the perturbation dataset: listed with its reason, never silently absent.
-    assert any(s["dataset"] == "perturb" and s["model"] == "scvi" for s in results["skipped"])
+    # Only pairs a requested task scores are run: scVI never meets the perturbation-only dataset.
+    assert not any(s["dataset"] == "perturb" and s["model"] == "scvi" for s in results["skipped"])
     check = results["completeness"]
     assert check["complete"], check["missing"]
+    assert cells(check["produced_cells"]) == TEST_PROFILE_CELLS
+    assert check["not_applicable"] == [] and check["missing"] == []
     csv_text = (test_run.outdir / "benchmark_results.csv").read_text()
     assert "cross_species" in csv_text and "control_median" in csv_text
 
@@ -51,7 +68,7 @@ def test_report_html_is_published_with_plots(test_run):
     embeddings = [p for d in ("pbmc68k", "pbmc_mouse") for p in (test_run.outdir / "outputs" / d).glob("*.h5ad")]
     assert len(embeddings) == 4
     assert page.count('src="data:image/png;base64,') == 6 + len(embeddings)
-    for section in ("summary", "plots", "umaps", "missing", "metadata"):
+    for section in ("summary", "plots", "umaps", "metadata"):
         assert f"id='{section}'" in page
     assert "https://" not in page and "http://" not in page
 

@@ -407,12 +407,12 @@ def test_validation_passes_pbmc_and_names_model_and_dictionary_sources():
     verdict = _validate(TEST_H5AD)
     assert verdict.verdict == PASS, verdict.reasons
     assert verdict.variant == V2
-    assert verdict.weights_sources == [
+    assert verdict.weights.sources == [
         ["s3://cz-benchmarks-data/models/v1/geneformer/Geneformer-V2-316M", ""],
         ["s3://cz-benchmarks-data/models/v1/geneformer/vocabs/gene_dictionaries/", "gene_dictionaries"],
     ]
     mirrored = _validate(TEST_H5AD, variant=V1, mirror=str(TEST_WEIGHTS))
-    assert mirrored.variant == V1 and mirrored.weights_sources == [[f"{TEST_WEIGHTS}/geneformer/{V1}", ""]]
+    assert mirrored.variant == V1 and mirrored.weights.sources == [[f"{TEST_WEIGHTS}/geneformer/{V1}", ""]]
 
 
 def test_validation_turns_away_mouse_symbols_only_and_normalised_data(tmp_path, pbmc):

@@ -10,6 +10,7 @@ import re
 from czbenchmarks.report import build_results, results_csv, write_report
 from czbenchmarks.report_html import render_report
 
+
 def cell(dataset, model, variant, task, status="scheduled", reason="", stage="validate"):
     return {"dataset": dataset, "datasets": dataset.split("+"), "model": model, "variant": variant, "task": task,
             "status": status, "reason": reason, "stage": stage}
@@ -114,7 +115,7 @@ def test_complete_run_and_html_has_plots(tmp_path):
                               + [json.dumps({"kind": "cell", **c}) for c in PLAN["cells"]]))
     results = write_report(files, [], tmp_path / "out", plan_file=plan)
     assert results["completeness"]["complete"], results["completeness"]
-    assert results["schema_version"] == "2.0" and results["n_results"] == len(SCHEDULED)
+    assert results["schema_version"] == "3.0" and results["n_results"] == len(SCHEDULED)
     page = (tmp_path / "out" / "report.html").read_text()
     assert "Complete: all 6 expected" in page and "(1 not applicable)" in page
     assert len(re.findall(r'src="data:image/png;base64,', page)) >= 3  # clustering, cross_species, perturbation

@@ -196,12 +196,18 @@ def test_config_lists_twelve_variants_with_the_reference_uris():
 
 # -- validator -------------------------------------------------------------------------------------------
 def _validate(h5ad: Path, organism: str = "homo_sapiens", mirror: Path = TEST_WEIGHTS):
-    from czbenchmarks.validation import validate_pair
+    """VALIDATE, then (as the pipeline does after FETCH_WEIGHTS) CHECK_VOCABULARY on the weights folder."""
+    from czbenchmarks.validation import check_vocabulary, validate_pair
 
-    return validate_pair(
+    verdict = validate_pair(
         dataset_id="d", h5ad=h5ad, organism=organism, label_key="", batch_keys=[], model="scgenept",
         model_script=SCRIPT, model_class="ScGenePT", model_config=CONFIG, weights_mirror=str(mirror),
     )
+    if verdict.verdict != "pass":
+        return verdict
+    assert verdict.vocabulary_check
+    return check_vocabulary(dataset_id="d", h5ad=h5ad, organism=organism, model="scgenept", model_script=SCRIPT,
+                            model_class="ScGenePT", model_config=CONFIG, variant=verdict.variant, weights_dir=WEIGHTS)
 
 
 def test_validator_passes_the_test_dataset_and_names_its_weights():

@@ -103,6 +103,7 @@ def test_exact_knn_keeps_self_first_among_duplicates_and_breaks_ties_by_index():
 
 def test_silhouette_label_and_batch_equal_scib_metrics(blobs):
     import scib_metrics  # pinned in requirements/test.lock.txt: a missing install must fail, not skip
+
     from czbenchmarks.tasks.metrics import silhouette_batch, silhouette_label
 
     X, labels, batch = blobs

@@ -12,9 +12,7 @@ from typing import Optional
 
 import anndata as ad
 import numpy as np
-import pandas as pd
 import pytest
-import scipy.sparse as sp
 
 from conftest import BIN, ROOT, TEST_H5AD
 from czbenchmarks.validation import ERROR, INCOMPATIBLE, PASS, Verdict, check_vocabulary, validate_pair

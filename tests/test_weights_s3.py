@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 
 import pytest
-from s3_fixtures import S3Env, aws_test_env, fault_proxy, moto_server, s3env  # noqa: F401 (fixtures)
 
 from czbenchmarks import weights as W
 from czbenchmarks.constants import WEIGHTS_MANIFEST
 from czbenchmarks.utils import sync_s3_to_local
+from s3_fixtures import S3Env, aws_test_env, fault_proxy, moto_server, s3env  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCVI_MODEL = ROOT / "assets" / "test" / "weights" / "scvi" / "homo_sapiens" / "model.pt"

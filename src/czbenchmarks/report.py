@@ -8,15 +8,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .provenance import utc_now
 
 #: Bump when the shape of benchmark_results.json changes; documented in docs/output.md.
-RESULTS_SCHEMA_VERSION = "2.0"
+RESULTS_SCHEMA_VERSION = "3.0"
 
 CSV_COLUMNS = [
     "dataset", "model", "model_type", "variant", "task", "metric", "value", "metric_params", "task_params",
@@ -26,7 +27,7 @@ CSV_COLUMNS = [
 MAX_MISSING_SHARE = 0.10
 
 
-def _weights_digest(provenance: Dict[str, Any]) -> str:
+def _weights_digest(provenance: dict[str, Any]) -> str:
     """``path=sha256`` of every weight file; multi-dataset rows (cross-species) list each dataset's, prefixed."""
     if provenance.get("parts"):
         return ";".join(f"{dataset}:{entry}" for dataset, part in sorted(provenance["parts"].items())
@@ -35,7 +36,7 @@ def _weights_digest(provenance: Dict[str, Any]) -> str:
     return ";".join(f"{path}={digest}" for path, digest in sorted(files.items()))
 
 
-def metric_rows(metric_docs: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def metric_rows(metric_docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Flatten successful EVALUATE documents into one row per metric, sorted for stable output."""
     rows = []
     for doc in metric_docs:
@@ -69,7 +70,7 @@ def metric_rows(metric_docs: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return rows
 
 
-def skipped_pairs(verdicts: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def skipped_pairs(verdicts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every dataset x model pair whose verdict was not ``pass``, with the reasons."""
     skipped = [
         {"dataset": v["dataset"], "model": v["model"], "verdict": v["verdict"], "reasons": v["reasons"]}
@@ -79,7 +80,7 @@ def skipped_pairs(verdicts: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return sorted(skipped, key=lambda s: (s["dataset"], s["model"]))
 
 
-def failed_tasks(metric_docs: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def failed_tasks(metric_docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """EVALUATE runs that could not score (``status: error``), with the error."""
     return sorted(
         ({"dataset": d["dataset"], "model": d["model"], "variant": d.get("variant", ""), "task": d["task"],
@@ -88,10 +89,10 @@ def failed_tasks(metric_docs: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
     )
 
 
-def read_plan(path: Optional[Path]) -> Dict[str, Any]:
+def read_plan(path: Path | None) -> dict[str, Any]:
     """The workflow's plan (JSON lines): the run, its datasets and models, every pair it considered
     and every cell it scheduled or found not applicable (see docs/output.md)."""
-    plan: Dict[str, Any] = {"run": {}, "datasets": [], "models": [], "pairs": [], "cells": []}
+    plan: dict[str, Any] = {"run": {}, "datasets": [], "models": [], "pairs": [], "cells": []}
     if not path:
         return plan
     for line in Path(path).read_text().splitlines():
@@ -107,18 +108,18 @@ def read_plan(path: Optional[Path]) -> Dict[str, Any]:
     return plan
 
 
-CellKey = Tuple[str, str, str, str]
+CellKey = tuple[str, str, str, str]
 #: Gate stages in the order they decide; a later stage's verdict on a cell overrides an earlier one.
 STAGE_ORDER = {"validate": 0, "group": 0, "vocabulary": 1}
 
 
-def _key(cell: Dict[str, Any]) -> CellKey:
+def _key(cell: dict[str, Any]) -> CellKey:
     return (cell["dataset"], cell["model"], cell.get("variant", "") or "", cell["task"])
 
 
-def planned_cells(plan: Dict[str, Any]) -> Dict[CellKey, Dict[str, Any]]:
+def planned_cells(plan: dict[str, Any]) -> dict[CellKey, dict[str, Any]]:
     """Every cell of the plan with its final gate status (``scheduled`` or ``not_applicable``)."""
-    cells: Dict[CellKey, Dict[str, Any]] = {}
+    cells: dict[CellKey, dict[str, Any]] = {}
     for cell in sorted(plan.get("cells", []), key=lambda c: STAGE_ORDER.get(c.get("stage", "validate"), 0)):
         cells[_key(cell)] = cell
     return cells
@@ -134,7 +135,7 @@ class FailedTask:
     attempt: str
     reason: str
 
-    def relates_to(self, cell: Dict[str, Any]) -> bool:
+    def relates_to(self, cell: dict[str, Any]) -> bool:
         """Did this task's failure keep ``cell`` from being produced?"""
         parts = self.tag.split(":")
         variants = set((cell.get("variant") or "").split("+")) | {""}
@@ -165,11 +166,11 @@ def _log_tail(workdir: str, lines: int = 6, limit: int = 600) -> str:
     return ""
 
 
-def failed_from_trace(trace: Optional[Path]) -> List[FailedTask]:
+def failed_from_trace(trace: Path | None) -> list[FailedTask]:
     """Tasks whose last attempt failed, from Nextflow's trace (empty when it cannot be read)."""
     if not trace or not Path(trace).is_file():
         return []
-    last: Dict[Tuple[str, str], Dict[str, str]] = {}
+    last: dict[tuple[str, str], dict[str, str]] = {}
     with open(trace, newline="") as handle:
         for row in csv.DictReader(handle, delimiter="\t"):
             process = (row.get("process") or "").rsplit(":", 1)[-1]
@@ -193,9 +194,9 @@ def failed_from_trace(trace: Optional[Path]) -> List[FailedTask]:
 
 
 def completeness(
-    plan: Dict[str, Any], metric_docs: List[Dict[str, Any]], verdicts: List[Dict[str, Any]],
+    plan: dict[str, Any], metric_docs: list[dict[str, Any]], verdicts: list[dict[str, Any]],
     failed: Sequence[FailedTask] = (),
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """The scheduled cells against what came back: produced, not applicable (why) and missing (why).
 
     ``complete`` means every applicable cell was produced. The cells are the workflow's own plan,
@@ -203,11 +204,11 @@ def completeness(
     """
     cells = planned_cells(plan)
     docs = {_key(doc): doc for doc in metric_docs}
-    produced: List[Dict[str, Any]] = []
-    not_applicable: List[Dict[str, Any]] = []
-    missing: List[Dict[str, Any]] = []
+    produced: list[dict[str, Any]] = []
+    not_applicable: list[dict[str, Any]] = []
+    missing: list[dict[str, Any]] = []
 
-    def identity(cell: Dict[str, Any]) -> Dict[str, Any]:
+    def identity(cell: dict[str, Any]) -> dict[str, Any]:
         return {k: cell.get(k, "") for k in ("dataset", "model", "variant", "task")}
 
     for key, cell in sorted(cells.items()):
@@ -253,6 +254,7 @@ def completeness(
     return {
         "expected": len(expected),
         "produced": len(produced),
+        "produced_cells": produced,
         "not_applicable": not_applicable,
         "missing": missing,
         "complete": not missing,
@@ -262,9 +264,9 @@ def completeness(
 
 
 def build_results(
-    metric_docs: List[Dict[str, Any]], verdicts: List[Dict[str, Any]], plan: Optional[Dict[str, Any]] = None,
+    metric_docs: list[dict[str, Any]], verdicts: list[dict[str, Any]], plan: dict[str, Any] | None = None,
     failed: Sequence[FailedTask] = (),
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """The ``benchmark_results.json`` document."""
     from .provenance import software_versions
 
@@ -286,7 +288,7 @@ def build_results(
     }
 
 
-def results_csv(results: Dict[str, Any]) -> str:
+def results_csv(results: dict[str, Any]) -> str:
     """CSV of the metric rows, then one row per missing result (empty value, status and reason)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS + ["status", "reason"], lineterminator="\n")
@@ -307,7 +309,7 @@ def results_csv(results: Dict[str, Any]) -> str:
     return buffer.getvalue()
 
 
-def summary(results: Dict[str, Any]) -> Dict[str, Any]:
+def summary(results: dict[str, Any]) -> dict[str, Any]:
     """The small ``summary.json``: counts and every missing cell (CHECK_RESULTS and Seqera Platform read it)."""
     check = results.get("completeness") or {}
     return {
@@ -323,10 +325,10 @@ def summary(results: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def write_report(
-    metric_files: List[Path], verdict_files: List[Path], outdir: Path, plan_file: Optional[Path] = None,
-    embedding_files: Optional[List[Path]] = None, html: bool = True, plots: bool = True,
-    umap_max_cells: int = 5000, seed: int = 42, trace_file: Optional[Path] = None,
-) -> Dict[str, Any]:
+    metric_files: list[Path], verdict_files: list[Path], outdir: Path, plan_file: Path | None = None,
+    embedding_files: list[Path] | None = None, html: bool = True, plots: bool = True,
+    umap_max_cells: int = 5000, seed: int = 42, trace_file: Path | None = None,
+) -> dict[str, Any]:
     """Read EVALUATE/VALIDATE JSONs, the plan and the trace; write ``benchmark_results.json``, ``.csv``,
     ``summary.json`` and ``report.html``."""
     from .utils import write_atomic

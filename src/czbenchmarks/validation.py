@@ -21,9 +21,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from .datasets.checks import (  # noqa: F401 - sample_rows kept as part of this module's names
     count_problems,
@@ -52,18 +53,18 @@ class Verdict:
     dataset: str
     model: str
     verdict: str = PASS
-    reasons: List[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
     variant: str = ""
     #: task -> why the dataset cannot support it (label classes, batches, cells); the other tasks apply.
-    not_applicable: Dict[str, str] = field(default_factory=dict)
+    not_applicable: dict[str, str] = field(default_factory=dict)
     #: The model declares a vocabulary: CHECK_VOCABULARY checks the overlap on the fetched weights.
     vocabulary_check: bool = False
-    checks: Dict[str, Any] = field(default_factory=dict)
+    checks: dict[str, Any] = field(default_factory=dict)
     stage: str = "validate"
     #: What FETCH_WEIGHTS fetches for the pair (the weight store's plan); not part of the verdict JSON.
-    weights: Optional[WeightsRequest] = field(default=None, compare=False)
+    weights: WeightsRequest | None = field(default=None, compare=False)
 
-    def fail(self, verdict: str, reason: str) -> "Verdict":
+    def fail(self, verdict: str, reason: str) -> Verdict:
         """Record a reason; an ``error`` outranks ``incompatible`` (the file needs fixing first)."""
         if self.verdict != ERROR:
             self.verdict = verdict
@@ -103,8 +104,8 @@ def read_view(path: Path, max_cells: int = 2000) -> H5adView:
     return _read_view(path, max_cells)
 
 
-def _dataset_problems(dataset_id: str, view: H5adView, label_key: str, batch_keys: List[str],
-                      verdict: Verdict) -> List[str]:
+def _dataset_problems(dataset_id: str, view: H5adView, label_key: str, batch_keys: list[str],
+                      verdict: Verdict) -> list[str]:
     """Structure and value checks of the file itself; returns the non-fatal counts problems."""
     where = f"dataset '{dataset_id}'"
     verdict.checks.update(n_cells=view.n_obs, n_genes=view.n_vars, sampled_cells=view.sampled_cells)
@@ -157,19 +158,19 @@ def validate_pair(
     h5ad: Path,
     organism: str,
     label_key: str,
-    batch_keys: List[str],
+    batch_keys: list[str],
     model: str,
     model_script: Path,
     model_class: str,
     model_config: Path,
     requested_variant: str = "",
     needs_weights: bool = True,
-    weights_mirror: Optional[str] = None,
+    weights_mirror: str | None = None,
     max_cells: int = 2000,
     condition_key: str = "condition",
     split_key: str = "split",
     tasks: Sequence[str] = (),
-    task_catalogue: Optional[Path] = None,
+    task_catalogue: Path | None = None,
 ) -> Verdict:
     """Check one dataset x model pair, reading only obs/var and up to ``max_cells`` rows of X.
 
@@ -183,7 +184,7 @@ def validate_pair(
 
     verdict = Verdict(dataset=dataset_id, model=model)
     where = f"dataset '{dataset_id}'"
-    organism_enum: Optional[Organism] = None
+    organism_enum: Organism | None = None
     if not str(organism or "").strip():
         verdict.fail(ERROR, f"{where}: organism is not specified (samplesheet column 'organism')")
     else:
@@ -206,11 +207,27 @@ def validate_pair(
     )
 
 
-def _validate_view(verdict: Verdict, view: H5adView, organism_enum: Optional[Organism], *, dataset_id: str, h5ad: Path,
-                   label_key: str, batch_keys: List[str], model: str, model_script: Path, model_class: str,
+def _gate_dataset(model_cls: type, h5ad: Path, organism: Organism, view: H5adView,
+                  condition_key: str, split_key: str):
+    """The dataset object a model's validator sees: its ``dataset_type``, holding the sampled cells."""
+    dataset_cls = getattr(model_cls, "dataset_type", SingleCellDataset)
+    if isinstance(dataset_cls, type) and issubclass(dataset_cls, PerturbationSingleCellDataset):
+        dataset = dataset_cls(str(h5ad), organism, condition_key=condition_key, split_key=split_key)
+    elif isinstance(dataset_cls, type) and issubclass(dataset_cls, SingleCellDataset):
+        dataset = dataset_cls(str(h5ad), organism)
+    else:
+        dataset = SingleCellDataset(str(h5ad), organism)
+    # Validators see the sampled cells: every obs column and gene, X of those cells only.
+    dataset.set_input(DataType.ANNDATA, view.sample)
+    dataset.set_input(DataType.METADATA, view.sample.obs)
+    return dataset
+
+
+def _validate_view(verdict: Verdict, view: H5adView, organism_enum: Organism | None, *, dataset_id: str, h5ad: Path,
+                   label_key: str, batch_keys: list[str], model: str, model_script: Path, model_class: str,
                    model_config: Path, requested_variant: str, needs_weights: bool,
-                   weights_mirror: Optional[str], condition_key: str, split_key: str,
-                   tasks: Sequence[str], task_catalogue: Optional[Path],
+                   weights_mirror: str | None, condition_key: str, split_key: str,
+                   tasks: Sequence[str], task_catalogue: Path | None,
                    omegaconf) -> Verdict:
     pair = f"dataset '{dataset_id}' x {model}"
     soft_problems = _dataset_problems(dataset_id, view, label_key, batch_keys, verdict)
@@ -222,15 +239,7 @@ def _validate_view(verdict: Verdict, view: H5adView, organism_enum: Optional[Org
     if verdict.verdict == ERROR or organism_enum is None:
         return verdict
 
-    if is_perturbation:
-        dataset = dataset_cls(str(h5ad), organism_enum, condition_key=condition_key, split_key=split_key)
-    elif isinstance(dataset_cls, type) and issubclass(dataset_cls, SingleCellDataset):
-        dataset = dataset_cls(str(h5ad), organism_enum)
-    else:
-        dataset = SingleCellDataset(str(h5ad), organism_enum)
-    # Validators see the sampled cells: every obs column and gene, X of those cells only.
-    dataset.set_input(DataType.ANNDATA, view.sample)
-    dataset.set_input(DataType.METADATA, view.sample.obs)
+    dataset = _gate_dataset(model_cls, h5ad, organism_enum, view, condition_key, split_key)
 
     argv = ["--model_variant", requested_variant] if requested_variant else []
     argv += ["--model_config", str(model_config)]
@@ -257,9 +266,12 @@ def _validate_view(verdict: Verdict, view: H5adView, organism_enum: Optional[Org
         columns = {"label_key": label_key, "batch_key": ";".join(batch_keys), "condition_key": condition_key}
         verdict.not_applicable = applicability(load_catalogue(task_catalogue), tasks, view.obs, columns)
 
+    if not needs_weights:  # baselines and imported embeddings: the registry names the variant
+        verdict.variant = requested_variant
+        return verdict
     config = omegaconf.to_container(omegaconf.load(model_config), resolve=True) or {}
     variants = config.get("models") or {}
-    variant = implementation.get_model_weights_subdir(dataset) if needs_weights else requested_variant
+    variant = implementation.get_model_weights_subdir(dataset)
     variant = variant or requested_variant or getattr(implementation.args, "model_variant", None) or ""
     if variant not in variants:
         return verdict.fail(
@@ -267,9 +279,7 @@ def _validate_view(verdict: Verdict, view: H5adView, organism_enum: Optional[Org
             f"variants in {model_config.name}: {', '.join(sorted(map(str, variants)))}"
         )
     verdict.variant = variant
-    verdict.vocabulary_check = bool(getattr(implementation, "vocabulary_file", None)) and needs_weights
-    if not needs_weights:
-        return verdict
+    verdict.vocabulary_check = bool(getattr(implementation, "vocabulary_file", None))
     try:
         verdict.weights = plan_weights(model, variant, variants[variant] or {}, weights_mirror,
                                        base_dir=model_config.resolve().parent)
@@ -279,18 +289,17 @@ def _validate_view(verdict: Verdict, view: H5adView, organism_enum: Optional[Org
 
 
 def check_vocabulary(*, dataset_id: str, h5ad: Path, organism: str, model: str, model_script: Path,
-                     model_class: str, model_config: Path, variant: str, weights_dir: Path) -> Verdict:
+                     model_class: str, model_config: Path, variant: str, weights_dir: Path,
+                     condition_key: str = "condition", split_key: str = "split", max_cells: int = 2000) -> Verdict:
     """The vocabulary overlap of a dataset with a model's fetched weights (``pass`` or ``incompatible``).
 
     A pure function of the dataset (its var) and the weights folder: the same on a cold and a warm
     cache. A model that declares no ``vocabulary_file`` passes.
     """
     verdict = Verdict(dataset=dataset_id, model=model, variant=variant, stage="vocabulary")
-    view = _read_view(h5ad, 0)
+    view = _read_view(h5ad, max_cells)
     model_cls = load_model_class(model_script, model_class)
-    dataset = SingleCellDataset(str(h5ad), Organism.from_name(organism))
-    dataset.set_input(DataType.ANNDATA, view.sample)
-    dataset.set_input(DataType.METADATA, view.sample.obs)
+    dataset = _gate_dataset(model_cls, Path(h5ad), Organism.from_name(organism), view, condition_key, split_key)
     argv = ["--model_variant", variant] if variant else []
     argv += ["--model_config", str(model_config), "--weights_dir", str(weights_dir)]
     implementation = model_cls(argv=argv)

@@ -25,6 +25,8 @@ process CHECK_VOCABULARY {
         --model_config '${model_config}' \\
         --variant '${model.variant}' \\
         --weights_dir '${weights}' \\
+        --condition_key '${dataset.condition_key ?: 'condition'}' \\
+        --split_key '${dataset.split_key ?: 'split'}' \\
         --output '${prefix}.vocabulary.json' \\
         ${args}
     """

@@ -218,7 +218,6 @@ def view_from_anndata(adata: Any, max_cells: int = 2000, path: Union[str, os.Pat
     """The validation view of an AnnData already open (in memory or backed)."""
     import anndata as ad
     import numpy as np
-    import pandas as pd
 
     blocks = sample_row_blocks(adata.n_obs, max_cells)
     rows = np.concatenate([np.arange(a, b) for a, b in blocks]) if blocks else np.empty(0, dtype=int)

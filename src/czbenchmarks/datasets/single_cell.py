@@ -88,7 +88,7 @@ class SingleCellDataset(BaseDataset):
                 "Dataset X matrix does not contain raw counts. Some models may require raw counts as "
                 "input. Check the corresponding model card for more details."
             )
-        self.gene_ids  # raises with the reference's message when no prefixed IDs exist
+        self.gene_ids  # noqa: B018 - raises with the reference's message when no prefixed IDs exist
 
 
 class BackedSingleCellDataset(SingleCellDataset):

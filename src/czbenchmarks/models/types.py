@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from enum import Enum, EnumMeta
-from typing import Any, Dict, Optional
+from typing import Any
 
 _MODEL_TYPE_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 #: Set by the pipeline's processes to the registry entry's ``model_type`` (comma list allowed).
@@ -47,7 +47,7 @@ class ModelType(Enum, metaclass=_ModelTypeMeta):
     TRANSCRIPTFORMER = "TRANSCRIPTFORMER"
 
     @classmethod
-    def _missing_(cls, value: object) -> Optional["ModelType"]:
+    def _missing_(cls, value: object) -> ModelType | None:
         """Look names up case-insensitively; register a new member for an unknown identifier."""
         if not isinstance(value, str):
             return None
@@ -82,4 +82,4 @@ class ModelType(Enum, metaclass=_ModelTypeMeta):
 
 
 #: Outputs attached to a dataset: ``{model_type (None for un-attributed): {DataType: value}}``.
-ModelOutputs = Dict[Optional[ModelType], Dict[Any, Any]]
+ModelOutputs = dict[ModelType | None, dict[Any, Any]]

@@ -7,9 +7,10 @@ cells)? VALIDATE records each answer in the verdict as ``not_applicable``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any
 
 import pandas as pd
 
@@ -23,12 +24,12 @@ class TaskSpec:
 
     name: str
     scores: str
-    baselines: List[str] = field(default_factory=list)
+    baselines: list[str] = field(default_factory=list)
     multi_dataset: bool = False
-    needs: Dict[str, Any] = field(default_factory=dict)
+    needs: dict[str, Any] = field(default_factory=dict)
 
 
-def load_catalogue(path: Union[str, Path, None] = None) -> Dict[str, TaskSpec]:
+def load_catalogue(path: str | Path | None = None) -> dict[str, TaskSpec]:
     """Task name -> :class:`TaskSpec` from ``path`` (default: the checkout's ``conf/tasks.yaml``)."""
     import yaml
 
@@ -47,7 +48,7 @@ def _usable_labels(values: pd.Series) -> pd.Series:
     return labels[~labels.str.strip().isin(["", "nan", "NaN", "None", "unknown"])]
 
 
-def not_applicable_reason(spec: TaskSpec, obs: pd.DataFrame, columns: Mapping[str, str]) -> Optional[str]:
+def not_applicable_reason(spec: TaskSpec, obs: pd.DataFrame, columns: Mapping[str, str]) -> str | None:
     """Why ``spec`` cannot score a dataset with this ``obs`` (``None``: it can).
 
     ``columns`` maps the samplesheet's column roles (``label_key``, ``batch_key``, ...) to the obs
@@ -75,9 +76,9 @@ def not_applicable_reason(spec: TaskSpec, obs: pd.DataFrame, columns: Mapping[st
 
 
 def applicability(catalogue: Mapping[str, TaskSpec], tasks: Sequence[str], obs: pd.DataFrame,
-                  columns: Mapping[str, str]) -> Dict[str, str]:
+                  columns: Mapping[str, str]) -> dict[str, str]:
     """Task -> reason, for each of ``tasks`` the dataset cannot support (the others are absent)."""
-    reasons: Dict[str, str] = {}
+    reasons: dict[str, str] = {}
     for task in tasks:
         if task not in catalogue:
             continue

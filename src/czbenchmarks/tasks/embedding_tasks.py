@@ -19,7 +19,7 @@ import pandas as pd
 
 from .constants import RANDOM_SEED
 from .label_prediction import label_prediction_task
-from .metrics import silhouette_batch, entropy_per_cell, leiden_clusters, silhouette_label
+from .metrics import entropy_per_cell, leiden_clusters, silhouette_batch, silhouette_label
 from .types import MetricResult, TaskNotApplicable
 
 __all__ = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, List, Set, Type
+from typing import ClassVar
 
 from ...datasets.base import BaseDataset
 from ...datasets.types import DataType
@@ -24,7 +24,7 @@ class BaseModelValidator(ABC):
     :meth:`incompatibility_reasons` lists every reason instead of stopping at the first.
     """
 
-    dataset_type: ClassVar[Type[BaseDataset]]
+    dataset_type: ClassVar[type[BaseDataset]]
     model_type: ClassVar[ModelType]
 
     def __init_subclass__(cls, **kwargs) -> None:
@@ -35,7 +35,7 @@ class BaseModelValidator(ABC):
             raise TypeError(f"Can't instantiate {cls.__name__} without dataset_type class variable")
 
     @property
-    def inputs(self) -> Set[DataType]:
+    def inputs(self) -> set[DataType]:
         """Dataset slots the model reads; by default the expression matrix and the cell metadata.
 
         Overridable as in the reference; a default (which the reference lacked) lets a model written
@@ -44,7 +44,7 @@ class BaseModelValidator(ABC):
         return {DataType.ANNDATA, DataType.METADATA}
 
     @property
-    def outputs(self) -> Set[DataType]:
+    def outputs(self) -> set[DataType]:
         """Dataset slots the model writes; by default a cell embedding."""
         return {DataType.EMBEDDING}
 
@@ -58,7 +58,7 @@ class BaseModelValidator(ABC):
         if reasons:
             raise ValueError("; ".join(reasons))
 
-    def incompatibility_reasons(self, dataset: BaseDataset) -> List[str]:
+    def incompatibility_reasons(self, dataset: BaseDataset) -> list[str]:
         """Every reason the dataset does not fit (empty list: compatible).
 
         Order: dataset type (``isinstance``, so subclasses pass), required inputs, then the
@@ -73,7 +73,7 @@ class BaseModelValidator(ABC):
             return [f"Missing required inputs: {sorted(str(m) for m in missing)}"]
         return self._reasons(dataset)
 
-    def _reasons(self, dataset: BaseDataset) -> List[str]:
+    def _reasons(self, dataset: BaseDataset) -> list[str]:
         """The validator's own reasons; by default the ``ValueError`` of ``_validate_dataset``."""
         try:
             self._validate_dataset(dataset)
