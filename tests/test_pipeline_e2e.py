@@ -13,7 +13,7 @@ from conftest import TEST_H5AD, run_nextflow
 
 pytestmark = pytest.mark.e2e
 
-PROCESSES = ["VALIDATE", "FETCH_WEIGHTS", "RUN_MODEL", "RUN_BASELINE", "EVALUATE", "REPORT"]
+PROCESSES = ["VALIDATE", "FETCH_WEIGHTS", "RUN_MODEL", "RUN_BASELINE", "EVALUATE", "REPORT", "CHECK_RESULTS"]
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_resume_caches_every_task(test_run):
     trace = again.trace()
     assert trace and all(row["status"] == "CACHED" for row in trace), [(r["name"], r["status"]) for r in trace]
     # FETCH_WEIGHTS is skipped through its storeDir cache (it is then absent from the trace).
-    assert "[skipping] Stored process > CZBENCHMARKS:FETCH_WEIGHTS" in again.log
+    assert "[skipping] Stored process > CZBENCHMARKS:GATE:FETCH_WEIGHTS" in again.log
     assert again.results()["results"] == test_run.results()["results"]
 
 

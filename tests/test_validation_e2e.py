@@ -1,6 +1,7 @@
-"""End-to-end: broken datasets next to a valid one. The run succeeds, the valid dataset is
-scored, each broken sibling is reported in results['skipped'] with a reason naming it — and
-with --fail_on_incompatible the run stops with a message naming the dataset."""
+"""End-to-end: broken datasets next to a valid one. The valid dataset is scored and the report
+published; each broken sibling is reported with a reason naming it — a broken file as a missing
+result (so the run exits non-zero), an incompatible one as not applicable — and with
+--fail_on_incompatible the run stops with a message naming the dataset."""
 
 from __future__ import annotations
 
@@ -63,7 +64,9 @@ def common_args(launch: Path, sheet: Path):
 @pytest.fixture(scope="module")
 def lenient_run(launch, sheet):
     run = run_nextflow(launch, *common_args(launch, sheet))
-    assert run.returncode == 0, run.explain()
+    # Broken files are failures the user must fix: the run says so, after publishing everything else.
+    assert run.returncode != 0, run.explain()
+    assert (run.outdir / "report.html").is_file() and "scheduled results are missing" in run.proc.stdout + run.log
     return run
 
 
@@ -87,6 +90,12 @@ def test_broken_siblings_are_skipped_with_reasons_and_the_valid_dataset_is_score
     assert tags and all(tag.startswith("pbmc68k:") for tag in tags), tags
     csv_text = (lenient_run.outdir / "benchmark_results.csv").read_text()
     assert "pbmc_truncated,scvi" in csv_text
+    check = results["completeness"]
+    assert {(c["dataset"], c["model"]) for c in check["missing"]} == {
+        (d, m) for d in ("pbmc_truncated", "pbmc_martian") for m in ("scvi", "baseline")}
+    assert all(c["reason"].startswith("dataset error: ") for c in check["missing"])
+    assert {(c["dataset"], c["model"]) for c in check["not_applicable"]} == {("pbmc_symbols", "scvi"),
+                                                                              ("pbmc_symbols", "baseline")}
 
 
 def test_fail_on_incompatible_stops_the_run_naming_the_dataset(lenient_run, launch, sheet):

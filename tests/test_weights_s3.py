@@ -300,3 +300,47 @@ def test_pipeline_fetches_weights_from_s3_and_reports_their_sha256(s3env, tmp_pa
         assert row["weights_sha256"] in (digest, f"model.pt={digest}")
         assert row["provenance"]["weights"]["source"].startswith(f"s3://{bucket}/mirror/scvi/homo_sapiens")
     assert s3env.proxy.count("GET", "/mirror/scvi/homo_sapiens/model.pt") == 2
+
+
+# -- end to end: the vocabulary verdict is the same on a cold and a warm weights cache ----------
+@pytest.mark.e2e
+def test_vocabulary_verdict_is_the_same_cold_and_warm(s3env, tmp_path):
+    """scGPT's vocabulary lives in its weights on S3. A dataset it cannot read is *not applicable* on the
+    first run (cold cache) and on a later one (warm cache) alike — never a crash, never a stale pass."""
+    import anndata as ad
+
+    from conftest import TEST_H5AD, run_nextflow
+
+    bucket = "czb-test-vocab"
+    try:
+        s3env.client.create_bucket(Bucket=bucket)
+    except s3env.client.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    scgpt = ROOT / "assets" / "test" / "weights" / "scgpt" / "human"
+    for path in sorted(p for p in scgpt.rglob("*") if p.is_file()):
+        s3env.client.upload_file(str(path), bucket, f"mirror/scgpt/human/{path.relative_to(scgpt)}")
+    alien = ad.read_h5ad(TEST_H5AD)
+    alien.var["feature_name"] = [f"NOTAGENE{i}" for i in range(alien.n_vars)]
+    alien.write_h5ad(tmp_path / "alien.h5ad")
+    sheet = tmp_path / "samplesheet.csv"
+    sheet.write_text("id,h5ad,organism,label_key,tasks\n"
+                     f"pbmc68k,{TEST_H5AD},homo_sapiens,cell_type,clustering\n"
+                     f"alien,{tmp_path / 'alien.h5ad'},homo_sapiens,cell_type,clustering\n")
+    env = aws_test_env(s3env.proxy.url)
+    args = ("-profile", "test", "--input", str(sheet), "--models", "scgpt", "--baselines", "false",
+            "--weights_mirror", f"s3://{bucket}/mirror", "--weights_cache", str(tmp_path / "wc"))
+
+    verdicts = []
+    for launch in ("cold", "warm"):
+        run = run_nextflow(tmp_path / launch, *args, env=env)
+        assert run.returncode == 0, run.explain()
+        check = run.results()["completeness"]
+        assert check["complete"] and [(c["dataset"], c["task"]) for c in check["produced_cells"]] == [("pbmc68k", "clustering")]
+        (na,) = check["not_applicable"]
+        assert na["dataset"] == "alien" and "are in the model's vocabulary" in na["reason"], na
+        assert not [r for r in run.trace() if r["process"].endswith("RUN_MODEL") and r["tag"].startswith("alien:")]
+        verdicts.append({p.name: json.loads(p.read_text()) for p in (run.outdir / "validation").glob("*.json")})
+        fetches = [r for r in run.trace() if r["process"].endswith("FETCH_WEIGHTS")]
+        assert len(fetches) == (1 if launch == "cold" else 0), fetches  # warm: storeDir skips the fetch
+    assert verdicts[0] == verdicts[1]
+    assert verdicts[0]["alien.scgpt.vocabulary.json"]["verdict"] == "incompatible"
