@@ -9,7 +9,10 @@ strictly from the fine-tuned checkpoint, so no GEARS download happens at run tim
 is the dataset's genes rather than the GEARS dataset's; the control-cell draw is seeded
 (``--seed``); all requested conditions are predicted in one run (default: every test condition),
 and the output is a prediction h5ad the perturbation task scores (one row per predicted cell,
-``obs['condition']``, the dataset's genes).
+``obs['condition']``, the dataset's genes), written condition by condition so that memory does not
+grow with the number of conditions. As in scGenePT, a perturbed gene the vocabulary lacks gets the
+``<pad>`` token (recorded in ``run_info.pad_token_conditions``); a condition whose perturbed gene is
+not among the dataset's genes is skipped and recorded (the task lists it as missing).
 """
 
 from __future__ import annotations
@@ -17,17 +20,20 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, List, Set
+
+import numpy as np
 
 from czbenchmarks.datasets import DataType, Organism, PerturbationSingleCellDataset
 from czbenchmarks.models.implementations import BaseModelImplementation
 from czbenchmarks.models.scgenept import (
+    AUTO_FINETUNE,
     DEFAULT_FINETUNE_DATASET,
     DEFAULT_VARIANT,
     VOCAB_FILE,
     check_conditions,
     dataset_test_conditions,
-    parse_variant,
+    resolve_variant,
     variant_key,
 )
 from czbenchmarks.models.types import ModelType
@@ -42,10 +48,10 @@ GENE_COLUMN = "feature_name"
 class ScGenePTValidator(BaseSingleCellValidator):
     """Human Perturb-seq datasets with gene symbols in ``var['feature_name']``.
 
-    Beyond the reference's checks, every gene perturbed in a test condition must be one of the
-    dataset's genes and (once the vocabulary is local) in the model's vocabulary: the perturbation
-    task scores every test condition, so a condition the model cannot predict would only fail
-    later, after the GPU work.
+    Beyond the reference's checks, at least one test condition must be predictable: its perturbed
+    genes must be among the dataset's genes (scGenePT sets the flag at that position). Conditions
+    that are not are skipped at inference and reported missing by the task; genes the vocabulary
+    lacks get ``<pad>``, as in scGenePT.
     """
 
     dataset_type = PerturbationSingleCellDataset
@@ -65,9 +71,8 @@ class ScGenePTValidator(BaseSingleCellValidator):
     def outputs(self) -> Set[DataType]:
         return {DataType.PERTURBATION_PRED}
 
-    def perturbed_gene_reasons(self, dataset: PerturbationSingleCellDataset,
-                               vocabulary: Optional[Set[str]]) -> List[str]:
-        """A reason listing test conditions whose perturbed genes the model cannot place."""
+    def perturbed_gene_reasons(self, dataset: PerturbationSingleCellDataset) -> List[str]:
+        """A reason when no test condition's perturbed genes are all among the dataset's genes."""
         adata = dataset.adata
         if GENE_COLUMN not in adata.var.columns:
             return []
@@ -78,45 +83,70 @@ class ScGenePTValidator(BaseSingleCellValidator):
         if dataset.condition_key not in obs.columns or dataset.split_key not in obs.columns:
             return []
         conditions = dataset_test_conditions(obs, dataset.condition_key, dataset.split_key)
-        check = check_conditions(conditions, adata.var[GENE_COLUMN].astype(str).tolist(), vocabulary)
-        if not check.skipped:
+        check = check_conditions(conditions, adata.var[GENE_COLUMN].astype(str).tolist())
+        if not conditions or check.predictable:
             return []
         shown = "; ".join(f"{c}: {why}" for c, why in list(check.skipped.items())[:10])
         more = f" (and {len(check.skipped) - 10} more)" if len(check.skipped) > 10 else ""
-        return [f"{len(check.skipped)} of {len(conditions)} test conditions cannot be predicted: {shown}{more}"]
+        return [f"none of the {len(conditions)} test conditions can be predicted: {shown}{more}"]
 
     def vocabulary_reasons(self, dataset: PerturbationSingleCellDataset) -> List[str]:
         """The base vocabulary-overlap rule plus :meth:`perturbed_gene_reasons`."""
-        vocabulary = self.load_vocabulary()
-        reasons = super().vocabulary_reasons(dataset) if vocabulary is not None else []
-        return reasons + self.perturbed_gene_reasons(dataset, vocabulary)
+        return super().vocabulary_reasons(dataset) + self.perturbed_gene_reasons(dataset)
 
 
 class ScGenePT(ScGenePTValidator, BaseModelImplementation):
     model_name = "scgenept"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Pipeline mode: where run_model streams each dataset's predictions (by id of the dataset).
+        self._prediction_paths: Dict[int, Path] = {}
+
     def create_parser(self) -> argparse.ArgumentParser:
         parser = argparse.ArgumentParser(add_help=False)
         parser.add_argument(
             "--model_variant", default=variant_key(DEFAULT_VARIANT, DEFAULT_FINETUNE_DATASET),
-            help="<variant>__<adamson|norman>, or a bare variant combined with --dataset_name",
+            help=f"<variant>__<adamson|norman|{AUTO_FINETUNE}>, or a bare variant combined with --dataset_name; "
+                 f"'{AUTO_FINETUNE}' picks the checkpoint fine-tuned on the dataset its --dataset_id "
+                 f"(else its file name) names, else {DEFAULT_FINETUNE_DATASET}",
         )
         parser.add_argument("--dataset_name", default=DEFAULT_FINETUNE_DATASET,
-                            help="fine-tuning dataset for a bare --model_variant (the reference's option)")
+                            help=f"fine-tuning dataset for a bare --model_variant (the reference's option; "
+                                 f"'{AUTO_FINETUNE}' as above)")
         parser.add_argument(
             "--gene_pert", default="",
             help="conditions to predict (comma/space separated, e.g. 'CEBPB+ctrl,A+B'); "
                  "default: every test condition of the dataset",
         )
-        parser.add_argument("--pool_size", type=int, default=0,
-                            help="control cells drawn per condition (0: the number of control cells)")
+        parser.add_argument("--pool_size", "--n_control_cells", dest="pool_size", type=int, default=0,
+                            help="control cells drawn (with replacement) per condition; 0: as many as the "
+                                 "dataset has control cells (the reference)")
         parser.add_argument("--batch_size", type=int, default=64, help="cells per forward pass")
         parser.add_argument("--num_threads", type=int, default=0, help="CPU threads for torch (0: default)")
         return parser
 
+    def dataset_label(self, dataset: PerturbationSingleCellDataset) -> str:
+        """The name matched against the fine-tuning datasets: ``--dataset_id``, else the file name."""
+        return str(getattr(self.args, "dataset_id", None) or Path(dataset.path).stem)
+
+    def resolve_variant(self, dataset: PerturbationSingleCellDataset):
+        """``(spec, fine-tune dataset, auto)`` of ``--model_variant`` / ``--dataset_name`` for ``dataset``."""
+        return resolve_variant(self.args.model_variant, getattr(self.args, "dataset_name", ""),
+                               self.dataset_label(dataset))
+
     def get_model_weights_subdir(self, dataset: PerturbationSingleCellDataset) -> str:
-        spec, finetune = parse_variant(self.args.model_variant, getattr(self.args, "dataset_name", ""))
+        spec, finetune, _ = self.resolve_variant(dataset)
         return variant_key(spec.name, finetune)
+
+    def make_dataset(self, path: str) -> PerturbationSingleCellDataset:
+        """The dataset of ``path`` holding only what the model reads (control cells, obs)."""
+        from czbenchmarks.models.scgenept.inputs import ControlCellsDataset
+
+        if not getattr(self.args, "organism", None):
+            raise ValueError("--organism is required when run() is given no datasets")
+        return ControlCellsDataset(path, self.args.organism, condition_key=self.args.condition_key,
+                                   split_key=self.args.split_key)
 
     def _download_model_weights(self, dataset: PerturbationSingleCellDataset) -> None:
         from omegaconf import OmegaConf
@@ -152,6 +182,7 @@ class ScGenePT(ScGenePTValidator, BaseModelImplementation):
                 "perturbed_genes": len(genes)}
 
     def run_model(self, dataset: PerturbationSingleCellDataset) -> None:
+        """Predict the requested conditions; pipeline mode streams them into the output h5ad."""
         import time
 
         import pandas as pd
@@ -159,17 +190,25 @@ class ScGenePT(ScGenePTValidator, BaseModelImplementation):
 
         from czbenchmarks.device import select_device
         from czbenchmarks.models.scgenept import (
+            PredictionWriter,
+            finetune_match,
+            iter_predictions,
             load_scgenept,
             parse_condition,
-            predict_conditions,
+            pool_size_for,
             requested_conditions,
         )
+        from czbenchmarks.outputs import model_provenance
 
         device = select_device(self.args.device)
         torch.manual_seed(self.args.seed)
         if self.args.num_threads > 0:
             torch.set_num_threads(self.args.num_threads)
-        spec, finetune = parse_variant(self.args.model_variant, self.args.dataset_name)
+        spec, finetune, auto = self.resolve_variant(dataset)
+        match = finetune_match(finetune, self.dataset_label(dataset))
+        if match["variant_dataset_mismatch"]:
+            logger.warning("scGenePT: the %s checkpoint was fine-tuned on %s, not on dataset '%s'",
+                           spec.name, finetune, match["dataset_label"])
         loaded = load_scgenept(Path(self.model_weights_dir), spec, device=device)
         adata = dataset.adata  # control cells only
         symbols = adata.var[GENE_COLUMN].astype(str).tolist()
@@ -180,56 +219,78 @@ class ScGenePT(ScGenePTValidator, BaseModelImplementation):
             raise ValueError("; ".join(f"cannot predict {c}: {why}" for c, why in check.skipped.items()))
         for condition, why in check.skipped.items():
             logger.warning("scGenePT: skipping %s: %s", condition, why)
+        for condition, genes in check.pad_token.items():
+            logger.warning("scGenePT: %s: %s not in the vocabulary, predicted with the <pad> token",
+                           condition, ", ".join(genes))
         if not check.predictable:
             raise ValueError(f"scGenePT: no predictable condition among {wanted[:10]}")
-        started = time.perf_counter()
-        result = predict_conditions(
-            loaded, adata.X, adata.obs_names, symbols, check.predictable, seed=self.args.seed,
-            pool_size=self.args.pool_size, batch_size=self.args.batch_size,
-        )
-        elapsed = time.perf_counter() - started
+        pool = pool_size_for(self.args.pool_size, adata.n_obs)
         perturbed = sorted({g for c in check.predictable for g in parse_condition(c)})
         self.run_info = {
             "device": device,
             "autocast": "float16" if device == "cuda" else "off",
             "variant": spec.name,
             "finetune_dataset": finetune,
+            "variant_selection": AUTO_FINETUNE if auto else "explicit",
+            **match,
             "display": f"{spec.display} (fine-tuned, {finetune.capitalize()})",
             "gene_column": GENE_COLUMN,
             "conditions": list(check.predictable),
             "skipped_conditions": dict(check.skipped),
+            "pad_token_conditions": {c: list(g) for c, g in check.pad_token.items()},
             "n_control_cells": int(adata.n_obs),
-            "pool_size": int(len(result.rows) // max(1, len(check.predictable))),
+            "pool_size": pool,
+            "pool_size_requested": int(self.args.pool_size),
             "control_sampling": "with replacement, numpy default_rng(SeedSequence([seed, crc32(condition)]))",
             "sampling_seed": self.args.seed,
             "batch_size": self.args.batch_size,
             "n_genes": len(symbols),
             "n_genes_in_vocab": sum(1 for s in symbols if s in loaded.vocab),
             "torch_threads": torch.get_num_threads(),
-            "inference_seconds": round(elapsed, 3),
             **loaded.describe(),
             **self._embedding_coverage(perturbed, spec),
         }
-        index = pd.MultiIndex.from_arrays([result.conditions, result.control_cells],
-                                          names=["condition", "control_cell"])
-        frame = pd.DataFrame(result.rows, index=index, columns=adata.var_names)
+        predictions = iter_predictions(loaded, adata.X, symbols, check.predictable, seed=self.args.seed,
+                                       pool_size=pool, batch_size=self.args.batch_size)
+        started = time.perf_counter()
+        target = self._prediction_paths.get(id(dataset))
+        if target is not None:
+            with PredictionWriter(target, [str(v) for v in adata.var_names], adata.obs_names) as writer:
+                for prediction in predictions:
+                    writer.write(prediction)
+                self.run_info["inference_seconds"] = round(time.perf_counter() - started, 3)
+                writer.finish(model_provenance(dataset, self, variant=variant_key(spec.name, finetune)))
+            return
+        items = list(predictions)
+        self.run_info["inference_seconds"] = round(time.perf_counter() - started, 3)
+        names = adata.obs_names.to_numpy().astype(str)
+        index = pd.MultiIndex.from_arrays(
+            [[i.condition for i in items for _ in i.drawn], [n for i in items for n in names[i.drawn]]],
+            names=["condition", "control_cell"])
+        frame = pd.DataFrame(np.concatenate([i.rows for i in items]), index=index, columns=adata.var_names)
         dataset.set_output(self.model_type, DataType.PERTURBATION_PRED, (",".join(check.predictable), frame))
 
     def run(self, datasets=None):
-        """As :meth:`BaseModelImplementation.run`, but pipeline mode writes prediction h5ads."""
+        """As :meth:`BaseModelImplementation.run`; pipeline mode streams predictions into ``--output``.
+
+        Only the control cells are read (:class:`~czbenchmarks.models.scgenept.inputs.ControlCellsDataset`)
+        and each condition's rows go to the prediction h5ad as soon as they are predicted.
+        """
         if datasets is not None:
             return super().run(datasets)
         loaded = [self.make_dataset(path) for path in self.input_paths()]
         for dataset in loaded:
             dataset.load_data()
-        super().run(loaded)
-        for dataset, output in zip(loaded, self.output_paths(len(loaded))):
-            write_prediction(dataset, self, Path(output))
+        self._prediction_paths = {id(d): Path(out) for d, out in zip(loaded, self.output_paths(len(loaded)))}
+        try:
+            super().run(loaded)
+        finally:
+            self._prediction_paths = {}
         return None
 
 
 def write_prediction(dataset: PerturbationSingleCellDataset, model: ScGenePT, path: Path) -> None:
-    """Write ``model``'s predictions for ``dataset`` in the perturbation task's prediction format."""
+    """Write predictions kept in memory (interactive ``run(datasets)``) in the prediction format."""
     from czbenchmarks.models.scgenept import PredictionResult, prediction_anndata
     from czbenchmarks.outputs import atomic_write_h5ad, model_provenance
 
@@ -237,7 +298,7 @@ def write_prediction(dataset: PerturbationSingleCellDataset, model: ScGenePT, pa
     result = PredictionResult(
         conditions=[str(c) for c in frame.index.get_level_values("condition")],
         control_cells=[str(c) for c in frame.index.get_level_values("control_cell")],
-        rows=frame.to_numpy(),
+        rows=frame.to_numpy(dtype=np.float32),
     )
     provenance = model_provenance(dataset, model, variant=model.get_model_weights_subdir(dataset))
     atomic_write_h5ad(prediction_anndata(result, [str(v) for v in frame.columns], provenance), path)

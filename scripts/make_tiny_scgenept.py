@@ -16,7 +16,10 @@ FETCH_WEIGHTS lays out the real variant:
 * ``scgenept_args.json``: ``{"nhead": 2}`` (the one size a checkpoint does not reveal).
 
 The perturbation dataset itself comes from ``scripts/make_perturbation_assets.py``.
-Run: ``python scripts/make_tiny_scgenept.py``.
+Run: ``python scripts/make_tiny_scgenept.py``. With ``--vocab <vocab.json>`` (e.g. scGPT's real
+60,697-token vocabulary) the checkpoint indexes that vocabulary instead (specials appended when
+missing, as scGenePT does) and the text table covers the dataset's genes it holds; tests build
+such weights in a temporary folder, they are not committed.
 """
 
 from __future__ import annotations
@@ -71,7 +74,8 @@ def tensor_shape(key: str, ntoken: int) -> tuple:
     return (D_MODEL,)
 
 
-def build(out_dir: Path, dataset: Path) -> None:
+def build(out_dir: Path, dataset: Path, vocab_file: Path | None = None) -> Path:
+    """Write the weights folder under ``out_dir`` and return it (see the module docstring)."""
     import anndata as ad
     import torch
 
@@ -84,12 +88,18 @@ def build(out_dir: Path, dataset: Path) -> None:
     adata.file.close()
     candidates = [s for s in symbols if s not in perturbed]
     left_out = set(rng.choice(candidates, size=N_LEFT_OUT, replace=False).tolist())
-    tokens = ["<pad>", "<cls>", "<eoc>"] + [s for s in symbols if s not in left_out] + EXTRA_GENES
-    vocab = {token: index for index, token in enumerate(tokens)}
+    if vocab_file is None:
+        tokens = ["<pad>", "<cls>", "<eoc>"] + [s for s in symbols if s not in left_out] + EXTRA_GENES
+        vocab = {token: index for index, token in enumerate(tokens)}
+        genes = [t for t in tokens[3:]]
+    else:
+        vocab = {str(k): int(v) for k, v in json.loads(Path(vocab_file).read_text()).items()}
+        for special in ("<pad>", "<cls>", "<eoc>"):
+            vocab.setdefault(special, len(vocab))
+        genes = [s for s in symbols if s in vocab]
     ntoken = len(vocab)
 
     # Text embeddings of most genes (a few are missing, as in the real tables).
-    genes = [t for t in tokens[3:]]
     embedded = [g for g in genes if rng.random() > 0.05]
     table = {g: rng.normal(0.0, 0.05, TEXT_DIM).round(6).tolist() for g in embedded}
 
@@ -125,14 +135,16 @@ def build(out_dir: Path, dataset: Path) -> None:
     (folder / "scgenept_args.json").write_text(json.dumps({"nhead": NHEAD}) + "\n")
     total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     print(f"wrote {folder} ({total} bytes; vocabulary {ntoken}, {len(state)} tensors)")
+    return folder
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "assets" / "test" / "weights" / "scgenept")
     parser.add_argument("--dataset", type=Path, default=ROOT / "assets" / "test" / "perturb_test.h5ad")
+    parser.add_argument("--vocab", type=Path, default=None, help="index this vocab.json instead of the tiny one")
     args = parser.parse_args()
-    build(args.out, args.dataset)
+    build(args.out, args.dataset, args.vocab)
 
 
 if __name__ == "__main__":

@@ -168,10 +168,11 @@ def test_condition_selection_and_checks(dataset):
     assert requested_conditions("", obs, "condition", "split") == TEST_CONDITIONS
     assert requested_conditions("CTSS+ctrl, CALM1+ctrl", obs, "condition", "split") == ["CTSS+ctrl", "CALM1+ctrl"]
     assert parse_condition("A+ctrl") == ["A"] and parse_condition("A+B") == ["A", "B"] and parse_condition("ctrl") == []
-    check = check_conditions(["CTSS+ctrl", "NOPE+ctrl", "CTSS+TINY"], ["CTSS", "TINY"], vocab={"CTSS"})
-    assert check.predictable == ["CTSS+ctrl"]
-    assert "not among the dataset's genes" in check.skipped["NOPE+ctrl"]
-    assert "not in the model's vocabulary" in check.skipped["CTSS+TINY"]
+    check = check_conditions(["CTSS+ctrl", "NOPE+ctrl", "CTSS+TINY", "ctrl"], ["CTSS", "TINY"], vocab={"CTSS"})
+    # scGenePT's one rule: the perturbed gene is measured; a gene outside the vocabulary gets <pad>
+    assert check.predictable == ["CTSS+ctrl", "CTSS+TINY", "ctrl"]
+    assert list(check.skipped) == ["NOPE+ctrl"] and "not among the dataset's genes" in check.skipped["NOPE+ctrl"]
+    assert check.pad_token == {"CTSS+TINY": ["TINY"]}
 
 
 # -- variants and config ---------------------------------------------------------------------------------
@@ -217,19 +218,31 @@ def test_validator_passes_the_test_dataset_and_names_its_weights():
     assert verdict.checks["vocabulary"].endswith("pretrained/scgpt/vocab.json")
 
 
-def test_validator_rejects_mouse_unknown_perturbed_genes_and_plain_datasets(tmp_path):
+def test_validator_rejects_mouse_unmeasured_perturbed_genes_and_plain_datasets(tmp_path):
     adata = ad.read_h5ad(PERTURB_H5AD)
     verdict = _validate(PERTURB_H5AD, organism="mus_musculus")
     assert verdict.verdict == "incompatible" and any("organism" in r for r in verdict.reasons)
-    # a test condition whose gene the vocabulary lacks (the 10 left-out genes are never perturbed)
+    # a test condition whose gene the vocabulary lacks is predicted with <pad>: the pair passes
     vocab = json.loads((WEIGHTS / "pretrained" / "scgpt" / "vocab.json").read_text())
     missing = next(s for s in adata.var["feature_name"].astype(str) if s not in vocab)
     renamed = adata.obs["condition"].astype(str).replace({"CTSS+ctrl": f"{missing}+ctrl"})
     adata.obs["condition"] = renamed.astype("category")
     adata.write_h5ad(tmp_path / "unknown.h5ad")
-    verdict = _validate(tmp_path / "unknown.h5ad")
+    assert _validate(tmp_path / "unknown.h5ad").verdict == "pass"
+    # one test condition perturbing an unmeasured gene: skipped at inference, the pair passes
+    partly = adata.obs["condition"].astype(str).replace({"GSTP1+SRP14": "GSTP1+NOTMEASURED"})
+    adata.obs["condition"] = partly.astype("category")
+    adata.write_h5ad(tmp_path / "partly.h5ad")
+    assert _validate(tmp_path / "partly.h5ad").verdict == "pass"
+    # every test condition unmeasured: nothing to predict, incompatible
+    test = adata.obs["split"].astype(str) == "test"
+    none = adata.obs["condition"].astype(str).where(~test, "NOTMEASURED+ctrl")
+    adata.obs["condition"] = none.astype("category")
+    adata.write_h5ad(tmp_path / "none.h5ad")
+    verdict = _validate(tmp_path / "none.h5ad")
     assert verdict.verdict == "incompatible"
-    assert any(f"{missing}+ctrl: gene(s) {missing} not in the model's vocabulary" in r for r in verdict.reasons)
+    assert any("none of the 1 test conditions can be predicted: NOTMEASURED+ctrl: gene(s) NOTMEASURED not among "
+               "the dataset's genes" in r for r in verdict.reasons), verdict.reasons
     # no condition column: not a perturbation dataset
     plain = ad.read_h5ad(PERTURB_H5AD)
     del plain.obs["condition"]
@@ -255,11 +268,185 @@ def test_pipeline_mode_writes_a_prediction_the_perturbation_task_scores(tmp_path
     prov = json.loads(pred.uns["czbenchmarks"]["json"])
     assert prov["model"] == "scgenept" and prov["model_type"] == "SCGENEPT" and prov["variant"] == VARIANT_KEY
     assert prov["seed"] == 7 and prov["run_info"]["sampling_seed"] == 7
-    assert prov["run_info"]["conditions"] == TEST_CONDITIONS and prov["run_info"]["skipped_conditions"] == {}
-    assert prov["run_info"]["perturbed_genes_with_text_embedding"] >= 1
+    info = prov["run_info"]
+    assert info["conditions"] == TEST_CONDITIONS and info["skipped_conditions"] == {}
+    assert info["pad_token_conditions"] == {}
+    assert info["pool_size"] == 30 and info["pool_size_requested"] == 30 and info["n_control_cells"] == 150
+    assert info["perturbed_genes_with_text_embedding"] >= 1
+    # the adamson checkpoint on a dataset named neither adamson nor norman: flagged
+    assert info["variant_finetune_dataset"] == "adamson" and info["variant_selection"] == "explicit"
+    assert info["dataset_label"] == "perturb" and info["variant_dataset_mismatch"] is True
+    # the streamed file holds exactly what the in-memory prediction gives (same seed and draw)
+    from czbenchmarks.models.scgenept import VARIANTS, load_scgenept, predict_conditions
+
+    ctrl = source[source.obs["condition"] == "ctrl"].to_memory()
+    expected = predict_conditions(load_scgenept(WEIGHTS, VARIANTS["scgenept_go_c_gpt_concat"]), ctrl.X,
+                                  ctrl.obs_names, ctrl.var["feature_name"].astype(str).tolist(), TEST_CONDITIONS,
+                                  seed=7, pool_size=30, batch_size=64)
+    np.testing.assert_array_equal(pred.X, expected.rows)
+    assert list(pred.obs["control_cell"].astype(str)) == expected.control_cells
     result = run_perturbation_task(PERTURB_H5AD, out)
     means = [m for m in result["metrics"] if m["params"]["condition"] == "MEAN"]
     assert len(means) == 8 and all(np.isfinite(m["value"]) for m in means)
+    assert result["missing_conditions"] == [] and result["variant_dataset_mismatch"] is True
 
 
 # -- end to end ------------------------------------------------------------------------------------------
+# -- GEARS' old symbols, missing conditions, streaming -----------------------------------------------------
+REAL_VOCAB = Path("/work/shared/real-artifacts/scgpt/human/vocab.json")
+#: GEARS adamson/norman symbols and the names scGPT's vocabulary has for them.
+GEARS_SYMBOLS = {"DARS": "DARS1", "TARS": "TARS1", "C3orf72": None, "ELMSAN1": "MIDEAS", "RHOXF2BB": "RHOXF2B"}
+
+
+def _load_script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _gears_style(path: Path) -> Path:
+    """The test data with GEARS' symbols: CTSS is DARS and CALM1 is TARS (test DARS+ctrl, CTSS gone),
+    and the double's second gene is one the dataset does not measure."""
+    adata = ad.read_h5ad(PERTURB_H5AD)
+    symbols = adata.var["feature_name"].astype(str).replace({"CTSS": "DARS", "CALM1": "TARS"})
+    adata.var["feature_name"] = symbols.to_numpy()
+    renamed = {"CTSS+ctrl": "DARS+ctrl", "GSTP1+SRP14": "GSTP1+NOTMEASURED"}
+    adata.obs["condition"] = adata.obs["condition"].astype(str).replace(renamed).astype("category")
+    adata.write_h5ad(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def real_vocab_mirror(tmp_path_factory):
+    """A weights mirror whose tiny scGenePT checkpoint indexes scGPT's real 60,697-token vocabulary."""
+    if not REAL_VOCAB.is_file():
+        pytest.skip(f"real scGPT vocabulary not available ({REAL_VOCAB} missing; see /work/shared/real-artifacts)")
+    mirror = tmp_path_factory.mktemp("mirror")
+    _load_script("make_tiny_scgenept").build(mirror / "scgenept", PERTURB_H5AD, REAL_VOCAB)
+    return mirror
+
+
+def test_gears_symbols_are_outside_the_real_vocabulary_and_predicted_with_pad():
+    from czbenchmarks.models.scgenept import check_conditions
+    from czbenchmarks.models.scgenept.network import read_vocab
+
+    if not REAL_VOCAB.is_file():
+        pytest.skip(f"real scGPT vocabulary not available ({REAL_VOCAB} missing)")
+    vocab = read_vocab(REAL_VOCAB)
+    assert len(vocab) == 60697
+    for old, new in GEARS_SYMBOLS.items():
+        assert old not in vocab and (new is None or new in vocab), old
+    conditions = ["DARS+ctrl", "C3orf72+ELMSAN1", "RHOXF2BB+ctrl", "CTSS+ctrl"]
+    check = check_conditions(conditions, ["DARS", "C3orf72", "ELMSAN1", "RHOXF2BB", "CTSS"], vocab)
+    assert check.predictable == conditions and check.skipped == {}
+    assert check.pad_token == {"DARS+ctrl": ["DARS"], "C3orf72+ELMSAN1": ["C3orf72", "ELMSAN1"],
+                               "RHOXF2BB+ctrl": ["RHOXF2BB"]}
+
+
+def test_gears_style_dataset_is_predicted_and_scored_with_the_real_vocabulary(tmp_path, real_vocab_mirror):
+    from czbenchmarks.tasks.perturbation import run_perturbation_task
+
+    h5ad = _gears_style(tmp_path / "adamson_like.h5ad")
+    weights = real_vocab_mirror / "scgenept" / VARIANT_KEY
+    assert _validate(h5ad, mirror=real_vocab_mirror).verdict == "pass"
+    out = tmp_path / "pred.h5ad"
+    cmd = [sys.executable, str(SCRIPT), "--input", str(h5ad), "--output", str(out), "--dataset_id", "gears_adamson",
+           "--organism", "homo_sapiens", "--weights_dir", str(weights), "--model_variant", VARIANT_KEY,
+           "--seed", "3", "--device", "cpu", "--n_control_cells", "12", "--num_threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "DARS+ctrl: DARS not in the vocabulary, predicted with the <pad> token" in proc.stderr
+    pred = ad.read_h5ad(out)
+    assert pred.shape == (24, 300) and list(pred.obs["condition"].cat.categories) == ["DARS+ctrl", "GSTP1+ctrl"]
+    assert np.isfinite(pred.X).all()
+    info = json.loads(pred.uns["czbenchmarks"]["json"])["run_info"]
+    assert info["vocab_size"] == 60697 and info["pad_token_conditions"] == {"DARS+ctrl": ["DARS"]}
+    assert list(info["skipped_conditions"]) == ["GSTP1+NOTMEASURED"] and info["pool_size"] == 12
+    # the adamson checkpoint on a dataset named adamson: no mismatch
+    assert info["variant_finetune_dataset"] == "adamson" and info["variant_dataset_mismatch"] is False
+    result = run_perturbation_task(h5ad, out)
+    assert result["missing_conditions"] == ["GSTP1+NOTMEASURED"] and result["n_conditions_scored"] == 2
+    assert result["pad_token_conditions"] == {"DARS+ctrl": ["DARS"]}
+    scored = {m["params"]["condition"] for m in result["metrics"]}
+    assert scored == {"MEAN", "DARS+ctrl", "GSTP1+ctrl"}
+    mean = next(m for m in result["metrics"] if m["params"]["condition"] == "MEAN")
+    assert "2 of 3 test conditions" in mean["note"]
+
+
+def test_pad_token_prediction_still_sets_the_perturbation_flag(loaded, dataset):
+    """A gene outside the vocabulary keeps its flag: from the same control cell, it differs from ctrl."""
+    from czbenchmarks.models.scgenept import iter_predictions
+
+    symbols = dataset.adata.var["feature_name"].astype(str).tolist()
+    outside = next(s for s in symbols if s not in loaded.vocab)
+    one_cell = dataset.adata.X[:1]  # every draw is this cell
+    plain, flagged = (next(iter_predictions(loaded, one_cell, symbols, [c], seed=0, pool_size=2))
+                      for c in ("ctrl", f"{outside}+ctrl"))
+    np.testing.assert_array_equal(plain.drawn, flagged.drawn)
+    assert not np.allclose(plain.rows, flagged.rows)
+
+
+def test_prediction_writer_streams_conditions_and_never_leaves_a_partial_file(tmp_path):
+    from czbenchmarks.models.scgenept import ConditionPrediction, PredictionWriter
+    from czbenchmarks.tasks.perturbation import read_prediction
+
+    genes, controls = ["g1", "g2", "g3"], ["c0", "c1", "c2", "c3"]
+    rng = np.random.default_rng(0)
+    parts = [ConditionPrediction(f"G{i}+ctrl", rng.integers(0, 4, 5), rng.normal(size=(5, 3)).astype(np.float32))
+             for i in range(3)]
+    out = tmp_path / "pred.h5ad"
+    with PredictionWriter(out, genes, controls) as writer:
+        for part in parts:
+            writer.write(part)
+        assert not out.exists() and writer.n_rows == 15
+        writer.finish({"model": "x"})
+    assert not list(tmp_path.glob(".*tmp*"))
+    pred = ad.read_h5ad(out)
+    assert list(pred.var_names) == genes and list(pred.obs_names[:2]) == ["pred_0", "pred_1"]
+    np.testing.assert_array_equal(pred.X, np.concatenate([p.rows for p in parts]))
+    assert list(pred.obs["control_cell"].astype(str)) == [controls[i] for p in parts for i in p.drawn]
+    rows, var_names, provenance = read_prediction(out)
+    assert list(rows) == [p.condition for p in parts] and provenance == {"model": "x"}
+    np.testing.assert_array_equal(rows["G1+ctrl"], parts[1].rows)
+    rows.close()
+    # an error mid-way removes the temporary file; nothing at the final name
+    failed = tmp_path / "failed.h5ad"
+    with pytest.raises(ValueError, match="written twice"):
+        with PredictionWriter(failed, genes, controls) as writer:
+            writer.write(parts[0])
+            writer.write(parts[0])
+    assert not failed.exists() and not list(tmp_path.glob(".failed*"))
+
+
+def test_fine_tune_dataset_match_and_auto_selection(tmp_path):
+    from czbenchmarks.models.scgenept import finetune_match, named_finetune_dataset, resolve_variant
+
+    assert named_finetune_dataset("gears_Norman_2019") == "norman"
+    assert named_finetune_dataset("adamson") == "adamson"
+    assert named_finetune_dataset("replogle_k562") is None and named_finetune_dataset("adamson+norman") is None
+    assert finetune_match("adamson", "norman")["variant_dataset_mismatch"] is True
+    assert finetune_match("norman", "norman")["variant_dataset_mismatch"] is False
+    assert finetune_match("adamson", "dixit") == {"variant_finetune_dataset": "adamson", "dataset_label": "dixit",
+                                                  "dataset_names_finetune_dataset": None,
+                                                  "variant_dataset_mismatch": True}
+    spec, dataset, auto = resolve_variant("scgenept_ncbi_gpt__auto", dataset_label="norman")
+    assert (spec.name, dataset, auto) == ("scgenept_ncbi_gpt", "norman", True)
+    assert resolve_variant("scgenept_ncbi_gpt", "auto", "dixit")[1:] == ("adamson", True)
+    assert resolve_variant("scgenept_ncbi_gpt__norman", dataset_label="adamson")[1:] == ("norman", False)
+    with pytest.raises(ValueError, match="fine-tuning dataset 'dixit'"):
+        resolve_variant("scgenept_ncbi_gpt__dixit")
+    # the model resolves auto from --dataset_id, else from the file name
+    from czbenchmarks.datasets import PerturbationSingleCellDataset
+    from czbenchmarks.validation import load_model_class
+
+    model_cls = load_model_class(SCRIPT, "ScGenePT")
+    by_file = PerturbationSingleCellDataset(str(tmp_path / "norman_gears.h5ad"), "homo_sapiens")
+    model = model_cls(argv=["--model_variant", "scgenept_go_c_gpt_concat__auto"])
+    assert model.get_model_weights_subdir(by_file) == "scgenept_go_c_gpt_concat__norman"
+    model = model_cls(argv=["--model_variant", "scgenept_go_c_gpt_concat__auto", "--dataset_id", "adamson"])
+    assert model.get_model_weights_subdir(by_file) == "scgenept_go_c_gpt_concat__adamson"
+    model = model_cls(argv=["--model_variant", "scgenept_go_c_gpt_concat", "--dataset_name", "auto"])
+    assert model.get_model_weights_subdir(by_file) == "scgenept_go_c_gpt_concat__norman"

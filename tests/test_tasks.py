@@ -246,6 +246,84 @@ def test_control_mean_baseline_pearson_is_undefined_not_noise():
     assert all(m.value is None and "constant" in m.note for m in pearson)
 
 
+def _interleaved_prediction(path, conditions, rows_per_condition=25, seed=0):
+    """A multi-row prediction file (truth-like noise) whose conditions' rows are interleaved."""
+    import anndata as ad
+
+    from czbenchmarks.tasks.perturbation import prediction_output
+
+    source = ad.read_h5ad(PERTURB_H5AD)
+    rng = np.random.default_rng(seed)
+    labels = [conditions[i % len(conditions)] for i in range(rows_per_condition * len(conditions))]
+    rows = rng.gamma(1.0, 1.0, size=(len(labels), source.n_vars)).astype(np.float32)
+    prediction_output(labels, rows, source.var_names, {"model": "test"}).write_h5ad(path)
+    return path
+
+
+def _scores_read_whole(dataset_h5ad, prediction_h5ad):
+    """The task as it was before streaming: both files read whole as float64, one dict of copies."""
+    import anndata as ad
+
+    from czbenchmarks.tasks.perturbation import condition_metrics
+
+    data = ad.read_h5ad(dataset_h5ad)
+    conditions = data.obs["condition"].astype(str).to_numpy()
+    splits = data.obs["split"].astype(str).to_numpy()
+    dense = np.asarray(data.X.toarray(), dtype=np.float64)
+    ctrl = dense[conditions == "ctrl"]
+    pred = ad.read_h5ad(prediction_h5ad)
+    pred_X = np.asarray(pred.X, dtype=np.float64)
+    pred_conditions = pred.obs["condition"].astype(str).to_numpy()
+    values = {}
+    for condition in sorted(set(conditions[splits == "test"]) - {"ctrl"}):
+        if condition not in set(pred_conditions):
+            continue
+        for m in condition_metrics(ctrl, dense[conditions == condition], pred_X[pred_conditions == condition],
+                                   data.var_names.astype(str)):
+            values[(condition, m.metric_type, m.params["subset"])] = m.value
+    return values
+
+
+@pytest.mark.parametrize("kind", ["interleaved rows", "control_median baseline"])
+def test_perturbation_task_streamed_equals_the_whole_file_computation(tmp_path, kind):
+    from czbenchmarks.tasks.perturbation import run_perturbation_task, write_control_baseline
+
+    conditions = ["CTSS+ctrl", "GSTP1+SRP14", "GSTP1+ctrl"]
+    pred = tmp_path / "pred.h5ad"
+    if kind == "interleaved rows":
+        _interleaved_prediction(pred, conditions)
+    else:
+        write_control_baseline(PERTURB_H5AD, pred, "control_median")
+    result = run_perturbation_task(PERTURB_H5AD, pred)
+    expected = _scores_read_whole(PERTURB_H5AD, pred)
+    got = {(m["params"]["condition"], m["metric_type"], m["params"]["subset"]): m["value"]
+           for m in result["metrics"] if m["params"]["condition"] != "MEAN"}
+    assert got.keys() == expected.keys() and len(got) == 24
+    for key, value in expected.items():  # float64 means of float32 data: the same numbers
+        assert got[key] == pytest.approx(value, rel=1e-12, abs=1e-15) if value is not None else got[key] is None, key
+    assert result["missing_conditions"] == [] and result["n_conditions_scored"] == 3
+    assert result["n_cells"] == 270 and result["n_cells_scored"] == 120
+
+
+def test_perturbation_task_lists_missing_conditions_and_fails_only_without_any(tmp_path):
+    from czbenchmarks.tasks.perturbation import run_perturbation_task
+
+    partial = _interleaved_prediction(tmp_path / "partial.h5ad", ["GSTP1+ctrl", "NOT+A_TEST", "CTSS+ctrl"])
+    result = run_perturbation_task(PERTURB_H5AD, partial)
+    assert result["missing_conditions"] == ["GSTP1+SRP14"] and result["n_conditions_scored"] == 2
+    assert result["params"]["ignored_predictions"] == ["NOT+A_TEST"] and result["n_cells_scored"] == 80
+    by_condition = {}
+    for m in result["metrics"]:
+        by_condition.setdefault(m["params"]["condition"], []).append(m)
+    assert set(by_condition) == {"MEAN", "CTSS+ctrl", "GSTP1+ctrl"} and len(by_condition["MEAN"]) == 8
+    mse = [m for m in result["metrics"] if m["metric_type"] == "mean_squared_error" and m["params"]["subset"] == "all"]
+    assert mse[0]["value"] == pytest.approx(np.mean([m["value"] for m in mse[1:]]))
+    assert "mean over the 2 of 3 test conditions that have a prediction" in mse[0]["note"]
+    nothing = _interleaved_prediction(tmp_path / "nothing.h5ad", ["NOT+A_TEST"])
+    with pytest.raises(ValueError, match="no prediction for any of the 3 test conditions"):
+        run_perturbation_task(PERTURB_H5AD, nothing)
+
+
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=ROOT)
 

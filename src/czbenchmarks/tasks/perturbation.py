@@ -15,14 +15,22 @@ For each **test** condition of the dataset (``split == "test"``, not ``ctrl``):
   genes of the truth; ``jaccard`` of the top 20 / 100 DE gene sets of prediction and truth.
 
 Every metric is reported per condition (``params.condition``) and as the mean over conditions
-(``condition: "MEAN"``).
+(``condition: "MEAN"``). Test conditions without a prediction are listed in ``missing_conditions``
+and left out of the means (the MEAN entries then say so in their ``note``); a file predicting no
+test condition is an error.
+
+Memory: the dataset and the prediction file are opened backed; only the control cells stay in
+memory, and one condition's truth and predicted rows are read, scored and dropped at a time
+(float32 unless stored as float64; means in float64), so scoring memory does not grow with the
+number of conditions.
 """
 
 from __future__ import annotations
 
 import json
+from collections import abc
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -42,28 +50,98 @@ def _dense(matrix) -> np.ndarray:
     return np.asarray(matrix.toarray() if sp.issparse(matrix) else matrix, dtype=np.float64)
 
 
+def _as_float(matrix) -> np.ndarray:
+    """A dense float block: float64 stays float64, anything else becomes float32.
+
+    Means are always taken in float64 (:func:`_column_mean`), so keeping float32 storage gives the
+    same values as a float64 copy at half the memory.
+    """
+    import scipy.sparse as sp
+
+    block = matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
+    return block if block.dtype == np.float64 else block.astype(np.float32, copy=False)
+
+
+def _column_mean(matrix: np.ndarray) -> np.ndarray:
+    return matrix.mean(axis=0, dtype=np.float64)
+
+
+def _row_groups(labels: np.ndarray) -> Dict[str, np.ndarray]:
+    """``{label: sorted row indices}`` in order of first appearance."""
+    codes, uniques = pd.factorize(pd.Series(labels, dtype=object), sort=False)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    return {str(u): order[bounds[i]:bounds[i + 1]] for i, u in enumerate(uniques)}
+
+
+def _read_rows(backed, index: np.ndarray) -> np.ndarray:
+    """Rows ``index`` (sorted) of a backed AnnData's ``X``, as a dense float block; a run is read as a slice."""
+    if len(index) and index[-1] - index[0] + 1 == len(index):
+        block = backed.X[int(index[0]):int(index[-1]) + 1]
+    else:
+        block = backed[index].X
+    return _as_float(block)
+
+
+class _BackedRows(abc.Mapping):
+    """``{name: rows}`` read on access from a backed AnnData (one group of rows in memory at a time)."""
+
+    def __init__(self, backed, groups: Dict[str, np.ndarray]) -> None:
+        self._backed = backed
+        self._groups = groups
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return _read_rows(self._backed, self._groups[name])
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._groups  # abc.Mapping's default would read the rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._groups)
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+    def n_rows(self, name: str) -> int:
+        """How many rows ``name`` has (no read)."""
+        return int(len(self._groups[name]))
+
+    def close(self) -> None:
+        """Close the backed file."""
+        file = getattr(self._backed, "file", None)
+        if file is not None:
+            file.close()
+
+
 def load_perturbation_data(h5ad: Path, condition_key: str = "condition", split_key: str = "split"):
-    """``(control AnnData, {test condition: truth matrix}, var_names)`` of a Perturb-seq dataset."""
+    """``(control AnnData, {test condition: truth matrix}, var_names)`` of a Perturb-seq dataset.
+
+    The file is opened backed: the control cells are read into memory, each test condition's
+    cells only when its entry of the mapping is accessed (dense, float32 unless stored as float64),
+    so memory does not grow with the number of test conditions.
+    """
     import anndata as ad
 
     from ..datasets.checks import perturbation_condition_problems, split_problems
 
-    adata = ad.read_h5ad(h5ad)
+    adata = ad.read_h5ad(h5ad, backed="r")
     for key, label in ((condition_key, "Condition"), (split_key, "Split")):
         if key not in adata.obs.columns:
-            raise ValueError(f"{label} key {key} not found in adata.obs")
+            raise ValueError(f"{h5ad}: {label} key {key} not found in adata.obs")
     problems = split_problems(adata.obs[split_key]) + perturbation_condition_problems(adata.obs[condition_key])
     if problems:
-        raise ValueError("; ".join(problems))
+        raise ValueError(f"{h5ad}: " + "; ".join(problems))
     conditions = adata.obs[condition_key].astype(str).to_numpy()
     splits = adata.obs[split_key].astype(str).to_numpy()
     test_conditions = sorted(set(conditions[splits == "test"]) - {CONTROL_CONDITION})
     if not test_conditions:
-        raise ValueError(f"no test conditions: no cells with {split_key} == 'test' outside '{CONTROL_CONDITION}'")
-    ctrl = adata[conditions == CONTROL_CONDITION]
-    if ctrl.n_obs == 0:
-        raise ValueError(f"no control cells ({condition_key} == '{CONTROL_CONDITION}')")
-    truth = {c: _dense(adata[conditions == c].X) for c in test_conditions}
+        raise ValueError(f"{h5ad}: no test conditions: no cells with {split_key} == 'test' outside '{CONTROL_CONDITION}'")
+    control_rows = np.flatnonzero(conditions == CONTROL_CONDITION)
+    if len(control_rows) == 0:
+        raise ValueError(f"{h5ad}: no control cells ({condition_key} == '{CONTROL_CONDITION}')")
+    ctrl = adata[control_rows].to_memory()
+    groups = _row_groups(conditions)
+    truth = _BackedRows(adata, {c: groups[c] for c in test_conditions})
     return ctrl, truth, adata.var_names.astype(str)
 
 
@@ -88,17 +166,21 @@ def prediction_output(conditions: Sequence[str], rows: np.ndarray, var_names: Se
     return out
 
 
-def read_prediction(path: Path) -> Tuple[Dict[str, np.ndarray], pd.Index, Dict[str, Any]]:
-    """``({condition: rows}, var_names, provenance)`` of a prediction file."""
+def read_prediction(path: Path) -> Tuple[Mapping[str, np.ndarray], pd.Index, Dict[str, Any]]:
+    """``({condition: rows}, var_names, provenance)`` of a prediction file.
+
+    The file is opened backed: a condition's rows are read when its entry is accessed (float32
+    unless stored as float64), so neither this nor scoring holds all predictions at once.
+    """
     import anndata as ad
 
-    pred = ad.read_h5ad(path)
+    pred = ad.read_h5ad(path, backed="r")
     if PREDICTION_CONDITION_KEY not in pred.obs.columns:
+        pred.file.close()
         raise ValueError(f"{path}: not a perturbation prediction (no obs['{PREDICTION_CONDITION_KEY}'])")
     provenance = json.loads(pred.uns.get(PROVENANCE_UNS_KEY, {}).get("json", "{}"))
-    X = _dense(pred.X)
     conditions = pred.obs[PREDICTION_CONDITION_KEY].astype(str).to_numpy()
-    return {c: X[conditions == c] for c in pd.unique(conditions)}, pred.var_names.astype(str), provenance
+    return _BackedRows(pred, _row_groups(conditions)), pred.var_names.astype(str), provenance
 
 
 def _de_table(ctrl: np.ndarray, other: np.ndarray, var_names: pd.Index, group: str) -> pd.DataFrame:
@@ -106,7 +188,7 @@ def _de_table(ctrl: np.ndarray, other: np.ndarray, var_names: pd.Index, group: s
     import anndata as ad
     import scanpy as sc
 
-    X = np.vstack([ctrl, other]).astype(np.float32)
+    X = np.vstack([ctrl, other]).astype(np.float32, copy=False)
     obs = pd.DataFrame({"condition": ["ctrl"] * len(ctrl) + [group] * len(other)},
                        index=[f"c{i}" for i in range(len(X))])
     obs["condition"] = obs["condition"].astype("category")
@@ -140,9 +222,9 @@ def condition_metrics(
 
     if pred.shape[0] == 1:
         pred = np.repeat(pred, len(ctrl), axis=0)
-    avg_ctrl = pd.Series(ctrl.mean(axis=0), index=var_names)
-    avg_truth = pd.Series(truth.mean(axis=0), index=var_names)
-    avg_pred = pd.Series(pred.mean(axis=0), index=var_names)
+    avg_ctrl = pd.Series(_column_mean(ctrl), index=var_names)
+    avg_truth = pd.Series(_column_mean(truth), index=var_names)
+    avg_pred = pd.Series(_column_mean(pred), index=var_names)
     de_truth = _de_table(ctrl, truth, var_names, "truth")
     de_pred = _de_table(ctrl, pred, var_names, "pred")
     genes = set(var_names)
@@ -165,47 +247,82 @@ def condition_metrics(
     return metrics
 
 
-def run_perturbation_task(
-    dataset_h5ad: Path, prediction_h5ad: Path, condition_key: str = "condition", split_key: str = "split",
-    seed: int = RANDOM_SEED, top_n: Sequence[int] = PERTURBATION_TOP_N,
-) -> Dict[str, Any]:
-    """Score a prediction file against a dataset's test conditions (metrics JSON body)."""
-    ctrl_adata, truth, var_names = load_perturbation_data(dataset_h5ad, condition_key, split_key)
-    predictions, pred_genes, _ = read_prediction(prediction_h5ad)
-    if list(pred_genes) != list(var_names):
-        raise ValueError(
-            f"prediction has {len(pred_genes)} genes, dataset has {len(var_names)}: predictions must use the "
-            "dataset's genes in the dataset's order"
-        )
-    missing = [c for c in truth if c not in predictions]
-    if missing:
-        raise ValueError(f"no prediction for test condition(s) {', '.join(missing[:5])}")
-    extra = sorted(set(predictions) - set(truth))
-    ctrl = _dense(ctrl_adata.X)
-    per_condition: List[MetricResult] = []
-    for condition in truth:
-        for m in condition_metrics(ctrl, truth[condition], predictions[condition], var_names, top_n):
-            m.params = {"condition": condition, **m.params}
-            per_condition.append(m)
+#: Prediction provenance facts (``run_info``) copied into the metrics document when present.
+PREDICTION_FACTS = ("variant_finetune_dataset", "variant_dataset_mismatch", "pad_token_conditions")
+
+
+def _mean_over_conditions(per_condition: List[MetricResult], n_test: int) -> List[MetricResult]:
+    """Per (metric, subset): the mean over the conditions where it is defined."""
     means: List[MetricResult] = []
     seen: List[Tuple[str, str]] = []
+    n_scored = len({m.params["condition"] for m in per_condition})
+    partial = f"mean over the {n_scored} of {n_test} test conditions that have a prediction" if n_scored < n_test else ""
     for m in per_condition:
         key = (m.metric_type, m.params["subset"])
         if key in seen:
             continue
         seen.append(key)
         values = [x.value for x in per_condition if (x.metric_type, x.params["subset"]) == key and x.value is not None]
-        note = "" if values else "undefined for every condition"
+        note = "; ".join(n for n in ("" if values else "undefined for every condition", partial) if n)
         means.append(MetricResult(key[0], float(np.mean(values)) if values else None,
                                   {"condition": "MEAN", "subset": key[1]}, note=note))
+    return means
+
+
+def run_perturbation_task(
+    dataset_h5ad: Path, prediction_h5ad: Path, condition_key: str = "condition", split_key: str = "split",
+    seed: int = RANDOM_SEED, top_n: Sequence[int] = PERTURBATION_TOP_N,
+) -> Dict[str, Any]:
+    """Score a prediction file against a dataset's test conditions (metrics JSON body).
+
+    Conditions are scored one at a time (its truth and predicted rows read, scored, dropped).
+    Test conditions without a prediction are listed in ``missing_conditions`` and left out of
+    the means; only a prediction file with no test condition at all is an error.
+    """
+    ctrl_adata, truth, var_names = load_perturbation_data(dataset_h5ad, condition_key, split_key)
+    try:
+        predictions, pred_genes, provenance = read_prediction(prediction_h5ad)
+    except Exception:
+        truth.close()
+        raise
+    try:
+        if list(pred_genes) != list(var_names):
+            raise ValueError(
+                f"{prediction_h5ad}: prediction has {len(pred_genes)} genes, dataset has {len(var_names)}: "
+                "predictions must use the dataset's genes in the dataset's order"
+            )
+        test_conditions = list(truth)
+        scored = [c for c in test_conditions if c in predictions]
+        missing = [c for c in test_conditions if c not in predictions]
+        if not scored:
+            raise ValueError(
+                f"{prediction_h5ad}: no prediction for any of the {len(test_conditions)} test conditions of "
+                f"{dataset_h5ad} (e.g. {', '.join(test_conditions[:5])})"
+            )
+        extra = sorted(set(predictions) - set(test_conditions))
+        ctrl = _as_float(ctrl_adata.X)
+        per_condition: List[MetricResult] = []
+        for condition in scored:
+            for m in condition_metrics(ctrl, truth[condition], predictions[condition], var_names, top_n):
+                m.params = {"condition": condition, **m.params}
+                per_condition.append(m)
+    finally:
+        truth.close()
+        predictions.close()
+    run_info = provenance.get("run_info") or {}
+    n_test_cells = sum(truth.n_rows(c) for c in test_conditions)
     return {
         "task": "perturbation",
         "seed": seed,
         "params": {"condition_key": condition_key, "split_key": split_key, "top_n": list(top_n),
-                   "test_conditions": list(truth), "ignored_predictions": extra},
-        "n_cells": int(ctrl.shape[0] + sum(len(t) for t in truth.values())),
-        "n_cells_scored": int(sum(len(t) for t in truth.values())),
-        "metrics": [m.to_dict() for m in means + per_condition],
+                   "test_conditions": test_conditions, "ignored_predictions": extra},
+        "n_cells": int(ctrl.shape[0] + n_test_cells),
+        "n_cells_scored": int(sum(truth.n_rows(c) for c in scored)),
+        "n_test_conditions": len(test_conditions),
+        "n_conditions_scored": len(scored),
+        "missing_conditions": missing,
+        **{key: run_info[key] for key in PREDICTION_FACTS if key in run_info},
+        "metrics": [m.to_dict() for m in _mean_over_conditions(per_condition, len(test_conditions)) + per_condition],
     }
 
 
@@ -218,6 +335,7 @@ def write_control_baseline(
     from ..provenance import software_versions, utc_now
 
     ctrl, truth, var_names = load_perturbation_data(dataset_h5ad, condition_key, split_key)
+    truth.close()  # only the condition names are needed
     vector = control_baseline(ctrl.X, baseline_type)
     conditions = list(truth)
     provenance = {

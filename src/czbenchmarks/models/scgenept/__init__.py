@@ -10,15 +10,20 @@ checkpoints load strictly. Importing this package is cheap: torch is imported on
 
 from .predict import (
     ConditionCheck,
+    ConditionPrediction,
     PredictionResult,
+    PredictionWriter,
     check_conditions,
     condition_rng,
     dataset_test_conditions,
+    iter_predictions,
+    pool_size_for,
     predict_conditions,
     prediction_anndata,
     requested_conditions,
 )
 from .variants import (
+    AUTO_FINETUNE,
     DEFAULT_FINETUNE_DATASET,
     DEFAULT_VARIANT,
     FINETUNE_DATASETS,
@@ -26,8 +31,11 @@ from .variants import (
     VOCAB_FILE,
     VariantSpec,
     checkpoint_keys,
+    finetune_match,
+    named_finetune_dataset,
     parse_condition,
     parse_variant,
+    resolve_variant,
     variant_key,
     weight_uris,
 )
@@ -41,7 +49,10 @@ def load_scgenept(weights_dir, spec, device: str = "cpu"):
 
 
 __all__ = [
+    "AUTO_FINETUNE",
     "ConditionCheck",
+    "ConditionPrediction",
+    "PredictionWriter",
     "DEFAULT_FINETUNE_DATASET",
     "DEFAULT_VARIANT",
     "FINETUNE_DATASETS",
@@ -51,6 +62,11 @@ __all__ = [
     "VariantSpec",
     "check_conditions",
     "checkpoint_keys",
+    "finetune_match",
+    "iter_predictions",
+    "named_finetune_dataset",
+    "pool_size_for",
+    "resolve_variant",
     "condition_rng",
     "dataset_test_conditions",
     "load_scgenept",

@@ -18,7 +18,7 @@ Everything below was read off scGenePT's public source at commit
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 #: Public bucket of the scGenePT weights.
 MODEL_BUCKET = "s3://czi-scgenept-public"
@@ -40,6 +40,9 @@ FINETUNE_DATASETS = ("adamson", "norman")
 DEFAULT_VARIANT = "scgenept_go_c_gpt_concat"
 DEFAULT_FINETUNE_DATASET = "adamson"
 VARIANT_SEPARATOR = "__"
+#: In place of a fine-tuning dataset: the one the dataset's id or file name names (see
+#: :func:`resolve_variant`), else :data:`DEFAULT_FINETUNE_DATASET`.
+AUTO_FINETUNE = "auto"
 
 #: Special tokens scGenePT appends to the vocabulary when missing, in this order.
 SPECIAL_TOKENS = ("<pad>", "<cls>", "<eoc>")
@@ -118,6 +121,48 @@ def parse_variant(value: str, finetune_dataset: str = DEFAULT_FINETUNE_DATASET) 
             f"unknown scGenePT fine-tuning dataset '{dataset}'; known: {', '.join(FINETUNE_DATASETS)}"
         )
     return VARIANTS[name], dataset
+
+
+def named_finetune_dataset(dataset_label: str) -> Optional[str]:
+    """The fine-tuning dataset (``adamson``/``norman``) a dataset id or file name names, if exactly one.
+
+    Case-insensitive substring match (``norman``, ``gears_norman_2019``, ``Adamson-test``).
+    """
+    label = str(dataset_label or "").lower()
+    named = [name for name in FINETUNE_DATASETS if name in label]
+    return named[0] if len(named) == 1 else None
+
+
+def resolve_variant(value: str, finetune_dataset: str = DEFAULT_FINETUNE_DATASET,
+                    dataset_label: str = "") -> Tuple[VariantSpec, str, bool]:
+    """As :func:`parse_variant`, also accepting :data:`AUTO_FINETUNE` for the fine-tuning dataset.
+
+    ``<variant>__auto`` (or a bare variant with ``finetune_dataset="auto"``) picks the checkpoint
+    fine-tuned on the dataset ``dataset_label`` names (:func:`named_finetune_dataset`), and
+    :data:`DEFAULT_FINETUNE_DATASET` when it names neither. Returns ``(spec, dataset, auto)``.
+    """
+    name, sep, dataset = str(value or DEFAULT_VARIANT).partition(VARIANT_SEPARATOR)
+    dataset = dataset if sep else (finetune_dataset or DEFAULT_FINETUNE_DATASET)
+    auto = dataset == AUTO_FINETUNE
+    if auto:
+        dataset = named_finetune_dataset(dataset_label) or DEFAULT_FINETUNE_DATASET
+    spec, dataset = parse_variant(variant_key(name, dataset))
+    return spec, dataset, auto
+
+
+def finetune_match(finetune_dataset: str, dataset_label: str) -> Dict[str, object]:
+    """Provenance facts on whether a checkpoint was fine-tuned on the dataset it predicts.
+
+    ``variant_dataset_mismatch`` is true unless ``dataset_label`` names ``finetune_dataset``,
+    i.e. also for a dataset that is neither adamson nor norman.
+    """
+    named = named_finetune_dataset(dataset_label)
+    return {
+        "variant_finetune_dataset": finetune_dataset,
+        "dataset_label": str(dataset_label or ""),
+        "dataset_names_finetune_dataset": named,
+        "variant_dataset_mismatch": named != finetune_dataset,
+    }
 
 
 def weight_uris(spec: VariantSpec, finetune_dataset: str) -> Dict[str, str]:
