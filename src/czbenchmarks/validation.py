@@ -242,7 +242,8 @@ def _validate_view(verdict: Verdict, view: H5adView, organism_enum: Organism | N
     dataset = _gate_dataset(model_cls, h5ad, organism_enum, view, condition_key, split_key)
 
     argv = ["--model_variant", requested_variant] if requested_variant else []
-    argv += ["--model_config", str(model_config)]
+    # The dataset id lets a model pick its variant by dataset (scGenePT's `<variant>__auto`).
+    argv += ["--model_config", str(model_config), "--dataset_id", dataset_id]
     implementation = model_cls(argv=argv)
     reasons = implementation.incompatibility_reasons(dataset)
     # run() applies the dataset's own gene-ID rule (SingleCellDataset.validate) to every model,
@@ -301,7 +302,7 @@ def check_vocabulary(*, dataset_id: str, h5ad: Path, organism: str, model: str, 
     model_cls = load_model_class(model_script, model_class)
     dataset = _gate_dataset(model_cls, Path(h5ad), Organism.from_name(organism), view, condition_key, split_key)
     argv = ["--model_variant", variant] if variant else []
-    argv += ["--model_config", str(model_config), "--weights_dir", str(weights_dir)]
+    argv += ["--model_config", str(model_config), "--weights_dir", str(weights_dir), "--dataset_id", dataset_id]
     implementation = model_cls(argv=argv)
     implementation.model_weights_dir = str(weights_dir)
     vocabulary_file = getattr(implementation, "vocabulary_file", None)
