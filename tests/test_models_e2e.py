@@ -79,10 +79,46 @@ def test_scgenept_predicts_the_test_conditions(models_run):
     assert {r["task"] for r in rows} == {"perturbation"}
 
 
-def test_models_that_cannot_take_a_dataset_are_reported(models_run):
+EMBEDDERS = {"scvi": "homo_sapiens", "geneformer": "Geneformer-V2-316M", "scgpt": "human", "uce": "4l"}
+#: The cells `-profile test --models scvi,geneformer,scgpt,uce,scgenept` schedules: exactly these.
+PRODUCED = {
+    *{("pbmc68k", m, v, t) for m, v in EMBEDDERS.items()
+      for t in ("clustering", "embedding", "label_prediction", "integration")},
+    *{("pbmc68k", "baseline", "pca", t) for t in ("clustering", "embedding", "integration")},
+    ("pbmc68k", "baseline", "raw_expression", "label_prediction"),
+    *{("pbmc_mouse", m, v, t) for m, v in (("scvi", "mus_musculus"), ("uce", "4l"), ("baseline", "pca"))
+      for t in ("clustering", "embedding")},
+    ("pbmc68k+pbmc_mouse", "scvi", "homo_sapiens+mus_musculus", "cross_species"),
+    ("pbmc68k+pbmc_mouse", "uce", "4l", "cross_species"),
+    ("perturb", "baseline", "control_mean", "perturbation"), ("perturb", "baseline", "control_median", "perturbation"),
+    ("perturb", "scgenept", "scgenept_go_c_gpt_concat__adamson", "perturbation"),
+}
+#: Human-only models on the mouse dataset, and the cross-species cells they then cannot fill.
+NOT_APPLICABLE = {
+    *{("pbmc_mouse", m, EMBEDDERS[m], t) for m in ("geneformer", "scgpt") for t in ("clustering", "embedding")},
+    *{("pbmc68k", m, EMBEDDERS[m], "cross_species") for m in ("geneformer", "scgpt")},
+}
+
+
+def test_completeness_is_exact(models_run):
+    """scGenePT's perturbation cell is expected and produced; no cell is expected that cannot apply."""
+    check = models_run.results()["completeness"]
+    assert check["complete"] and check["missing"] == [], check["missing"]
+    key = lambda c: (c["dataset"], c["model"], c["variant"], c["task"])  # noqa: E731
+    assert {key(c) for c in check["produced_cells"]} == PRODUCED
+    assert {key(c) for c in check["not_applicable"]} == NOT_APPLICABLE
+    assert check["expected"] == len(PRODUCED)
+    reasons = {key(c): c["reason"] for c in check["not_applicable"]}
+    assert "organism mus_musculus is not supported for ScGPT" in reasons[("pbmc_mouse", "scgpt", "human", "clustering")]
+    assert "has 1 organism(s) the model can embed" in reasons[("pbmc68k", "scgpt", "human", "cross_species")]
+
+
+def test_only_pairs_some_task_scores_are_run(models_run):
+    """Embedding models never meet the perturbation-only dataset; scGenePT never meets the PBMCs."""
+    validated = {tuple(r["tag"].split(":")[:2]) for r in models_run.trace() if r["process"].endswith("VALIDATE")}
+    assert not {(d, m) for d, m in validated if d == "perturb" and m in EMBEDDERS}, validated
+    assert not {(d, m) for d, m in validated if m == "scgenept" and d != "perturb"}, validated
     skipped = models_run.results()["skipped"]
-    # scGenePT takes perturbation datasets only; Geneformer and scGPT human only.
-    assert any(s["dataset"] == "pbmc68k" and s["model"] == "scgenept" for s in skipped)
     assert any(s["dataset"] == "pbmc_mouse" and s["model"] == "scgpt" for s in skipped)
     assert all(s["reasons"] for s in skipped)
 
