@@ -418,3 +418,22 @@ def test_mouse_test_data_uses_mouse_gene_ids():
     mouse = ad.read_h5ad(MOUSE_H5AD, backed="r")
     assert mouse.var_names.str.startswith("ENSMUSG").all()
     assert {"cell_type", "donor_id", "dataset_id", "assay", "suspension_type"} <= set(mouse.obs.columns)
+
+
+def test_the_task_catalogue_and_the_task_implementations_agree():
+    """conf/tasks.yaml is the one list of tasks; every task it names has an implementation scoring its kind."""
+    from czbenchmarks.tasks.catalogue import load_catalogue
+    from czbenchmarks.tasks.constants import EMBEDDING_TASKS, MULTI_DATASET_TASK_NAMES, PERTURBATION_TASKS, TASK_NAMES
+
+    catalogue = load_catalogue()
+    assert set(catalogue) == set(TASK_NAMES)
+    assert {n for n, t in catalogue.items() if t.scores == "prediction"} == set(PERTURBATION_TASKS)
+    assert {n for n, t in catalogue.items() if t.multi_dataset} == set(MULTI_DATASET_TASK_NAMES)
+    assert {n for n, t in catalogue.items() if t.scores == "embedding" and not t.multi_dataset} == set(EMBEDDING_TASKS)
+    baselines = {b for t in catalogue.values() for b in t.baselines}
+    import yaml
+
+    from conftest import ROOT
+
+    registry = yaml.safe_load((ROOT / "conf" / "models.yaml").read_text())["models"]
+    assert baselines == {k for k, v in registry.items() if v.get("role") == "baseline"}
