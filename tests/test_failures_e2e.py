@@ -7,14 +7,12 @@ docs/adding_a_model.md describes; it fails on the datasets that CZB_TEST_FAULTS 
 
 from __future__ import annotations
 
-import shutil
-import stat
 from pathlib import Path
 
 import pytest
 
 from conftest import TEST_H5AD
-from test_toy_model_e2e import copy_repo, run_nextflow_in
+from test_toy_model_e2e import add_model, copy_repo, run_nextflow_in
 
 pytestmark = pytest.mark.e2e
 
@@ -22,15 +20,7 @@ FAULT = Path(__file__).resolve().parent / "fault_model"
 
 
 def add_fault_model(repo: Path) -> None:
-    script = repo / "bin" / "fault_model.py"
-    shutil.copy2(FAULT / "fault_model.py", script)
-    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    container = repo / "containers" / "fault"
-    container.mkdir(parents=True)
-    shutil.copy2(FAULT / "config.yaml", container / "config.yaml")
-    shutil.copytree(FAULT / "weights", container / "weights")
-    registry = repo / "conf" / "models.yaml"
-    registry.write_text(registry.read_text().rstrip("\n") + "\n" + (FAULT / "registry_entry.yaml").read_text())
+    add_model(repo, FAULT, "fault_model.py", "fault", [FAULT / "config.yaml"])
 
 
 def by_tag(trace, process):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 import stat
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import pytest
 
@@ -50,18 +50,24 @@ def run_nextflow_in(repo: Path, launch_dir: Path, *args: str, env: Optional[Dict
                         env={"NXF_LIB_DIR": str(ROOT / "tools" / "nextflow-lib"), **(env or {})})
 
 
-def add_toy_model(repo: Path) -> None:
-    """Add the toy model exactly as docs/adding_a_model.md says: script, container folder, registry entry."""
-    script = repo / "bin" / "toy_model.py"
-    shutil.copy2(TOY / "toy_model.py", script)
-    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    container = repo / "containers" / "toy"
-    container.mkdir(parents=True)
-    for name in ("config.yaml", "requirements.txt", "Dockerfile"):
-        shutil.copy2(TOY / name, container / name)
-    shutil.copytree(TOY / "weights", container / "weights")
+def add_model(repo: Path, folder: Path, script: str, container: str, files: Sequence[Path]) -> None:
+    """Add a model exactly as docs/adding_a_model.md says: ``bin/<script>`` (executable),
+    ``containers/<container>/`` (``files`` and ``folder``'s weights/), and ``folder``'s registry entry."""
+    target = repo / "bin" / script
+    shutil.copy2(folder / script, target)
+    target.chmod(target.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    dest = repo / "containers" / container
+    dest.mkdir(parents=True)
+    for path in files:
+        shutil.copy2(path, dest / path.name)
+    shutil.copytree(folder / "weights", dest / "weights")
     registry = repo / "conf" / "models.yaml"
-    registry.write_text(registry.read_text().rstrip("\n") + "\n" + (TOY / "registry_entry.yaml").read_text())
+    registry.write_text(registry.read_text().rstrip("\n") + "\n" + (folder / "registry_entry.yaml").read_text())
+
+
+def add_toy_model(repo: Path) -> None:
+    """The toy model: script, container folder (config, requirements, Dockerfile, weights), registry entry."""
+    add_model(repo, TOY, "toy_model.py", "toy", [TOY / n for n in ("config.yaml", "requirements.txt", "Dockerfile")])
 
 
 def test_toy_model_joins_pipeline_with_one_registry_entry(tmp_path):
@@ -107,17 +113,8 @@ def test_developer_guide_skeleton_runs_unchanged(tmp_path):
     """The skeleton of czbenchmarks' model developer guide (no inputs/outputs properties,
     ``ModelType.MYMODEL`` not in the enum, a strict ``parse_args``) joins by docs/adding_a_model.md."""
     repo = copy_repo(tmp_path / "repo")
-    script = repo / "bin" / "guide_model.py"
-    shutil.copy2(GUIDE / "guide_model.py", script)
-    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    container = repo / "containers" / "mymodel"
-    container.mkdir(parents=True)
-    shutil.copy2(GUIDE / "config.yaml", container / "config.yaml")
-    for name in ("requirements.txt", "Dockerfile"):
-        shutil.copy2(TOY / name, container / name)
-    shutil.copytree(GUIDE / "weights", container / "weights")
-    registry = repo / "conf" / "models.yaml"
-    registry.write_text(registry.read_text().rstrip("\n") + "\n" + (GUIDE / "registry_entry.yaml").read_text())
+    add_model(repo, GUIDE, "guide_model.py", "mymodel",
+              [GUIDE / "config.yaml", TOY / "requirements.txt", TOY / "Dockerfile"])
 
     launch = tmp_path / "launch"
     run = run_nextflow_in(repo, launch, "-profile", "test", "--models", "mymodel",
