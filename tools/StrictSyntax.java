@@ -1,9 +1,10 @@
 /*
  * Checks the pipeline's Nextflow scripts and config files against Nextflow's strict syntax
  * (the parser that `nextflow lint` uses and that Nextflow 26.04 enforces), using the nf-lang
- * library from Maven Central. Run it through tools/strict_syntax.sh, which fetches the JARs.
+ * library from Maven Central. Run it through tools/strict_syntax.sh, which fetches the JARs and
+ * compiles this file:
  *
- *   java -cp 'tools/strict-lib/*' tools/StrictSyntax.java [--syntax-only] [PATH...]
+ *   tools/strict_syntax.sh [--syntax-only] [--warnings] [--list] [PATH...]   (default PATH: the checkout)
  *
  * A PATH that is a directory is taken as a pipeline root: its main.nf, workflows/*.nf,
  * subworkflows/**.nf, modules/**.nf, nextflow.config and conf/**.config are checked, and its
@@ -13,7 +14,7 @@
  * Each error is printed as `file:line:col: message`; semantic errors (names, includes, types,
  * found after parsing) end in ` [semantic]`. Warnings (unused variables, deprecations) do not fail
  * the check; --warnings prints them to stderr as `file:line:col: warning: ...`. --syntax-only skips
- * the semantic analysis.
+ * the semantic analysis; --list names every file checked.
  * Exit status: 0 when no errors, 1 when any, 2 on bad usage.
  */
 
@@ -76,6 +77,7 @@ public class StrictSyntax {
     private final Set<Message> acceptedByNewerNextflow = new HashSet<>();
     private final Path displayBase = Path.of("").toAbsolutePath();
     private boolean showWarnings = false;
+    private boolean listFiles = false;
     private int warnings = 0;
     private int errors = 0;
     private int files = 0;
@@ -83,14 +85,17 @@ public class StrictSyntax {
     public static void main(String[] args) throws IOException {
         boolean syntaxOnly = false;
         boolean showWarnings = false;
+        boolean listFiles = false;
         var paths = new ArrayList<Path>();
         for( var arg : args ) {
             if( arg.equals("--syntax-only") )
                 syntaxOnly = true;
             else if( arg.equals("--warnings") )
                 showWarnings = true;
+            else if( arg.equals("--list") )
+                listFiles = true;
             else if( arg.equals("-h") || arg.equals("--help") ) {
-                System.out.println("usage: strict_syntax.sh [--syntax-only] [--warnings] [PIPELINE_DIR_OR_FILE...]");
+                System.out.println("usage: strict_syntax.sh [--syntax-only] [--warnings] [--list] [PIPELINE_DIR_OR_FILE...]");
                 return;
             }
             else if( arg.startsWith("-") ) {
@@ -105,6 +110,7 @@ public class StrictSyntax {
 
         var checker = new StrictSyntax();
         checker.showWarnings = showWarnings;
+        checker.listFiles = listFiles;
         for( var path : paths ) {
             if( Files.isDirectory(path) )
                 checker.addPipeline(path);
@@ -149,17 +155,19 @@ public class StrictSyntax {
     }
 
     private static List<Path> matching(Path root, List<String> globs) throws IOException {
-        var matchers = globs.stream().map(g -> root.getFileSystem().getPathMatcher("glob:" + g)).collect(Collectors.toList());
-        try( Stream<Path> walk = Files.walk(root) ) {
-            return walk
-                .filter(Files::isRegularFile)
-                .filter(p -> {
-                    var rel = root.relativize(p);
-                    return matchers.stream().anyMatch(m -> m.matches(rel));
-                })
-                .sorted()
-                .collect(Collectors.toList());
+        var found = new TreeSet<Path>();
+        for( var glob : globs ) {
+            var matcher = root.getFileSystem().getPathMatcher("glob:" + glob);
+            // Walk only the glob's own top folder: a checkout also holds .venv/, work/ and caches.
+            int slash = glob.indexOf('/');
+            var top = slash < 0 ? root : root.resolve(glob.substring(0, slash));
+            if( !Files.exists(top) )
+                continue;
+            try( Stream<Path> walk = Files.walk(top, slash < 0 ? 1 : Integer.MAX_VALUE) ) {
+                walk.filter(Files::isRegularFile).filter(p -> matcher.matches(root.relativize(p))).forEach(found::add);
+            }
         }
+        return new ArrayList<>(found);
     }
 
     /** lib/*.groovy classes are on the pipeline's class path at run time: declare them to the resolver. */
@@ -331,6 +339,8 @@ public class StrictSyntax {
         for( var source : sources ) {
             files += 1;
             var name = display(source);
+            if( listFiles )
+                System.err.println("strict_syntax: checked " + name);
             var collector = source.getErrorCollector();
             List<? extends Message> messages = collector.getErrors() == null ? List.of() : collector.getErrors();
             int syntaxCount = syntaxErrorCounts.getOrDefault(source.getSource().getURI(), messages.size());

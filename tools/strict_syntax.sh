@@ -2,7 +2,7 @@
 # Check the pipeline's scripts and config files against Nextflow's strict syntax (nf-lang's parser,
 # the one `nextflow lint` uses and Nextflow 26.04 enforces), whatever Nextflow version runs it.
 #
-#   tools/strict_syntax.sh [--syntax-only] [--warnings] [PIPELINE_DIR_OR_FILE...]   (default: this checkout)
+#   tools/strict_syntax.sh [--syntax-only] [--warnings] [--list] [PIPELINE_DIR_OR_FILE...]   (default: this checkout)
 #
 # Prints `file:line:col: message` per error and exits 1 on any (2: bad usage, 3: JARs not obtained).
 # The first run fetches io.nextflow:nf-lang:25.04.0 and its dependencies from Maven Central into
@@ -28,4 +28,8 @@ if [[ ! -f "$classes/StrictSyntax.class" || "$tools/StrictSyntax.java" -nt "$cla
   javac -nowarn -cp "$lib/*" -d "$classes.partial" "$tools/StrictSyntax.java" >&2
   rm -rf "$classes" && mv "$classes.partial" "$classes"
 fi
-exec java -XX:TieredStopAtLevel=1 -Xshare:auto -cp "$classes:$lib/*" StrictSyntax "$@"
+# Without a path, check the checkout this script belongs to, wherever it is called from.
+has_path=0
+for arg in "$@"; do [[ "$arg" == -* ]] || has_path=1; done
+(( has_path )) || set -- "$@" "$(dirname "$tools")"
+exec java -XX:TieredStopAtLevel=1 -cp "$classes:$lib/*" StrictSyntax "$@"
