@@ -62,6 +62,8 @@ def test_datasets_by_name_are_fetched_from_s3_cached_and_benchmarked(s3env, tmp_
     assert run.returncode == 0, run.explain()
     rows = run.results()["results"]
     assert {(r["dataset"], r["model"], r["task"]) for r in rows} == {("pbmc_catalog", "scvi", "clustering")}
+    check = run.results()["completeness"]
+    assert check["complete"] and check["expected"] == 1 and check["not_applicable"] == [], check
     cached = tmp_path / "datasets_cache" / "pbmc_catalog"
     manifest = json.loads((cached / "czb_manifest.json").read_text())
     assert manifest["files"][0]["sha256"] == hashlib.sha256(TEST_H5AD.read_bytes()).hexdigest()
@@ -69,7 +71,7 @@ def test_datasets_by_name_are_fetched_from_s3_cached_and_benchmarked(s3env, tmp_
 
     again = run_nextflow(tmp_path / "second", *args, env=env)
     assert again.returncode == 0, again.explain()
-    assert "[skipping] Stored process > FETCH_DATASET" in again.log
+    assert "[skipping] Stored process > INITIALISE:FETCH_DATASET" in again.log
     assert s3env.proxy.count("GET", "/datasets/v1/pbmc68k_curated.h5ad") == 1, "the cache must serve the second run"
 
 

@@ -92,11 +92,16 @@ def test_toy_model_joins_pipeline_with_one_registry_entry(tmp_path):
     assert "adjusted_rand_index" in ari and -1.0 <= ari["adjusted_rand_index"] <= 1.0
     # The toy weights went through FETCH_WEIGHTS: the row carries their checksums.
     assert "projection.json=" in toy_rows[0]["weights_sha256"]
-    # Other test datasets may be skipped for the toy (e.g. mouse genes outside its human
-    # vocabulary), each with a reason naming it; the human PBMC dataset is not.
-    toy_skipped = [s for s in results["skipped"] if s["model"] == "toy"]
-    assert not [s for s in toy_skipped if s["dataset"] == "pbmc68k"], toy_skipped
-    assert all(f"dataset '{s['dataset']}'" in " ".join(s["reasons"]) for s in toy_skipped), toy_skipped
+    # The mouse dataset's genes are outside the toy's human vocabulary: not applicable, with the reason,
+    # decided by CHECK_VOCABULARY on the fetched weights.
+    check = results["completeness"]
+    key = lambda c: (c["dataset"], c["model"], c["task"])  # noqa: E731
+    assert check["complete"], check["missing"]
+    assert {key(c) for c in check["produced_cells"]} == {("pbmc68k", "toy", "clustering"),
+                                                          ("pbmc68k", "baseline", "clustering"),
+                                                          ("pbmc_mouse", "baseline", "clustering")}
+    assert {key(c) for c in check["not_applicable"]} == {("pbmc_mouse", "toy", "clustering")}
+    assert "dataset 'pbmc_mouse'" in check["not_applicable"][0]["reason"]
     # The published output keeps every input cell, in order.
     import anndata as ad
 

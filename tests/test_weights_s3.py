@@ -292,6 +292,8 @@ def test_pipeline_fetches_weights_from_s3_and_reports_their_sha256(s3env, tmp_pa
     assert manifest["files"][0]["source"] == f"s3://{bucket}/mirror/scvi/homo_sapiens/model.pt"
     assert manifest["files"][0]["sha256"] == digest
 
+    check = run.results()["completeness"]
+    assert check["complete"] and check["expected"] == 15 and check["not_applicable"] == [], check
     rows = [row for row in run.results()["results"]
             if row["model"] == "scvi" and row["variant"] == "homo_sapiens"]
     assert rows

@@ -33,7 +33,7 @@ workflow CZBENCHMARKS {
         GATE.out.verdicts,
         GATE.out.plan,
         ch_header,
-        ch_outputs.filter { dataset, model, output -> model.output == 'embedding' }.map { it[2] },
+        ch_outputs.filter { dataset, model, output -> model.output == 'embedding' }.map { dataset, model, output -> output },
     )
 
     emit:

@@ -15,15 +15,15 @@ process EVALUATE {
     script:
     prefix = "${cell.dataset}.${cell.model}.${cell.variant ?: 'default'}.${cell.task}"
     def args = task.ext.args ?: ''
-    def quoted = { List values -> values.collect { "'${it}'" }.join(' ') }
+    def quoted = { List values -> values.collect { v -> "'${v}'" }.join(' ') }
     """
     export OMP_NUM_THREADS=${task.cpus}
     czb_evaluate.py \\
         --task '${cell.task}' \\
         --outputs ${outputs} \\
         --datasets ${datasets} \\
-        --dataset_ids ${quoted(cell.datasets)} \\
-        --organisms ${quoted(cell.organisms)} \\
+        --dataset_ids ${quoted.call(cell.datasets)} \\
+        --organisms ${quoted.call(cell.organisms)} \\
         --model '${cell.model}' \\
         --variant '${cell.variant ?: ''}' \\
         --input_kind '${cell.input_kind}' \\

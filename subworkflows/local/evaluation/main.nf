@@ -38,9 +38,9 @@ workflow EVALUATION {
         .groupTuple(by: 0)
         .filter { key, cells, datasets, models, outputs -> datasets*.id.toSorted() == cells[0].datasets }
         .map { key, cells, datasets, models, outputs ->
-            def order = (0..<datasets.size()).toList().sort { datasets[it].id }
+            def order = (0..<datasets.size()).toList().sort { i -> datasets[i].id }
             def cell = cells[0].subMap(['dataset', 'datasets', 'model', 'variant', 'task'])
-            [evaluationCell(cell, order.collect { datasets[it] }, models[0]), order.collect { outputs[it] }, []]
+            [evaluationCell(cell, order.collect { i -> datasets[i] }, models[0]), order.collect { i -> outputs[i] }, []]
         }
 
     EVALUATE(ch_single.mix(ch_group))

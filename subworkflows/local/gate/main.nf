@@ -48,7 +48,7 @@ workflow GATE {
     ch_requests = ch_passed.weighted.map { dataset, model, h5ad, verdict, cells, request ->
         [dataset, model, h5ad, verdict, new groovy.json.JsonSlurper().parse(request.toFile())]
     }
-    FETCH_WEIGHTS(ch_requests.map { it[4] }.unique())
+    FETCH_WEIGHTS(ch_requests.map { pair -> pair[4] }.unique())
     ch_fetched = ch_requests
         .map { dataset, model, h5ad, verdict, request -> [[request.model, request.weights_key], dataset, model, h5ad, verdict] }
         .combine(FETCH_WEIGHTS.out.weights.map { request, folder -> [[request.model, request.weights_key], folder] }, by: 0)
@@ -73,13 +73,13 @@ workflow GATE {
         if (params.fail_on_incompatible) {
             error("Dataset '${dataset.id}' x model '${model.name}': ${verdict.verdict}: ${verdict.reasons.join('; ')}")
         }
-        BenchmarkPlan.cells(dataset, model, verdict, catalogue).collect { BenchmarkPlan.planLine('cell', it + [stage: 'vocabulary']) }
+        BenchmarkPlan.cells(dataset, model, verdict, catalogue).collect { c -> BenchmarkPlan.planLine('cell', c + [stage: 'vocabulary']) }
     }
 
     // Every pair considered, then every cell the gate decided (REPORT: a later stage overrides).
     ch_plan = ch_pairs.map { dataset, h5ad, model -> BenchmarkPlan.planLine('pair', [dataset: dataset.id, model: model.name, entry: model.entry]) }
         .mix(ch_gated.flatMap { dataset, model, h5ad, verdict, cells, request ->
-            cells.collect { BenchmarkPlan.planLine('cell', it + [stage: 'validate']) }
+            cells.collect { c -> BenchmarkPlan.planLine('cell', c + [stage: 'validate']) }
         })
         .mix(ch_vocabulary_cells)
 
@@ -100,6 +100,6 @@ workflow GATE {
                     .mix(ch_vocabulary.pass.map { dataset, model, h5ad, folder, json, verdict -> [dataset, model, h5ad, folder] })
     baselines = ch_passed.baseline.map { dataset, model, h5ad, verdict, cells, request -> [dataset, model, h5ad] }
     groups    = ch_group_cells                                        // cross-species cells (scheduled or not)
-    plan      = ch_plan.mix(ch_group_cells.map { BenchmarkPlan.planLine('cell', it + [stage: 'group']) })
-    verdicts  = VALIDATE.out.verdict.map { it[3] }.mix(CHECK_VOCABULARY.out.verdict.map { it[4] })
+    plan      = ch_plan.mix(ch_group_cells.map { c -> BenchmarkPlan.planLine('cell', c + [stage: 'group']) })
+    verdicts  = VALIDATE.out.verdict.map { out -> out[3] }.mix(CHECK_VOCABULARY.out.verdict.map { out -> out[4] })
 }

@@ -55,10 +55,10 @@ workflow INITIALISE {
     // --datasets names -> [dataset meta, source URI] from the dataset catalogue (conf/datasets.yaml).
     def catalog_path = file(params.dataset_catalog, checkIfExists: true)
     def known = params.datasets ? (new org.yaml.snakeyaml.Yaml().load(catalog_path.text).datasets as Map) : [:]
-    def catalog_datasets = (params.datasets ?: '').tokenize(',')*.trim().findAll { it }.unique().collect { name ->
+    def catalog_datasets = (params.datasets ?: '').tokenize(',')*.trim().findAll { name -> name }.unique().collect { name ->
         def entry = known[name]
         if (entry == null) {
-            def hint = known.keySet().findAll { it.contains(name) || name.contains(it) }
+            def hint = known.keySet().findAll { k -> k.contains(name) || name.contains(k) }
             error("--datasets: unknown dataset '${name}'${hint ? "; did you mean ${hint.join(', ')}?" : ''} (catalog: ${params.dataset_catalog})")
         }
         if (name in seen) error("--datasets: '${name}' is also an id in the --input samplesheet")
@@ -70,11 +70,11 @@ workflow INITIALISE {
     def byo = []
     if (params.embeddings) {
         def esheet = file(params.embeddings, checkIfExists: true)
-        def ids = sheet_datasets.collect { it[0].id } + catalog_datasets.collect { it[0].id }
+        def ids = sheet_datasets.collect { d -> d[0].id } + catalog_datasets.collect { d -> d[0].id }
         def pairs = [] as Set
         byo = esheet.splitCsv(header: true, strip: true).collect { row ->
             def where = "embeddings sheet ${esheet.name}, row '${row.dataset ?: '?'}' x '${row.model ?: '?'}'"
-            def missing = ['dataset', 'h5ad', 'obsm_key', 'model'].findAll { !row[it] }
+            def missing = ['dataset', 'h5ad', 'obsm_key', 'model'].findAll { column -> !row[column] }
             if (missing) error("${where}: missing value(s) for ${missing.join(', ')} (columns: dataset,h5ad,obsm_key,model)")
             if (!(row.model ==~ /[A-Za-z0-9_.-]+/) || row.model == 'baseline') {
                 error("${where}: model may contain only letters, digits, '_', '-' and '.', and may not be 'baseline'")
@@ -91,8 +91,8 @@ workflow INITIALISE {
     def model_list = byo ? BenchmarkPlan.externalModels(byo) : BenchmarkPlan.requestedModels(params.models as String, registry)
     if (params.baselines) model_list += BenchmarkPlan.baselines(registry)
 
-    FETCH_DATASET(Channel.fromList(catalog_datasets))
-    ch_catalog = FETCH_DATASET.out.folder.map { meta, folder -> [meta, folder.listFiles().find { it.name.endsWith('.h5ad') }] }
+    FETCH_DATASET(channel.fromList(catalog_datasets))
+    ch_catalog = FETCH_DATASET.out.folder.map { meta, folder -> [meta, folder.listFiles().find { f -> f.name.endsWith('.h5ad') }] }
 
     // The run's header for REPORT: only values that stay the same on -resume, so REPORT can cache.
     def run_info = [models: byo ? '' : params.models, tasks: params.tasks, seed: params.seed, baselines: params.baselines,
@@ -101,12 +101,12 @@ workflow INITIALISE {
                     revision: workflow.revision ?: '', commit: workflow.commitId ?: '', profile: workflow.profile,
                     container_engine: workflow.containerEngine ?: '']
     def header_lines = [BenchmarkPlan.planLine('run', run_info)] +
-        model_list.collect { BenchmarkPlan.planLine('model', it.findAll { k, v -> k != 'config' }) } +
-        (sheet_datasets + catalog_datasets).collect { BenchmarkPlan.planLine('dataset', it[0]) }.sort()
+        model_list.collect { m -> BenchmarkPlan.planLine('model', m.findAll { k, v -> k != 'config' }) } +
+        (sheet_datasets + catalog_datasets).collect { d -> BenchmarkPlan.planLine('dataset', d[0]) }.sort()
 
     emit:
-    datasets   = Channel.fromList(sheet_datasets).mix(ch_catalog)  // [dataset meta, h5ad]
-    models     = Channel.fromList(model_list)                          // model descriptions
-    embeddings = Channel.fromList(byo)                             // bring-your-own rows
-    header     = Channel.value(header_lines.join('\n'))                 // plan lines: run, models, datasets
+    datasets   = channel.fromList(sheet_datasets).mix(ch_catalog)  // [dataset meta, h5ad]
+    models     = channel.fromList(model_list)                          // model descriptions
+    embeddings = channel.fromList(byo)                             // bring-your-own rows
+    header     = channel.value(header_lines.join('\n'))                 // plan lines: run, models, datasets
 }
