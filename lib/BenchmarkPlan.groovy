@@ -233,6 +233,11 @@ class BenchmarkPlan {
         Map variantModel = model + [variant: source.collect { it[1].variant }.unique().join('+')]
         Map cell = cellKey(source.collect { it[0].id as String }, variantModel, task) + [group: group]
         List<String> organisms = passed.collect { it[0].organism as String }.unique()
+        List<String> labelKeys = passed.collect { it[0].label_key as String }.unique()
+        if (organisms.size() >= 2 && labelKeys.size() > 1) {
+            return cell + [status: 'not_applicable',
+                           reason: "cross-species group '${group}' names different label columns (${labelKeys.join(', ')}); harmonise them to one"]
+        }
         if (organisms.size() >= 2) return cell + [status: 'scheduled', reason: '']
         List<String> why = members.findAll { !(it in passed) }.collect { List m ->
             String reason = m[2].verdict != 'pass' ? (m[2].reasons as List).join('; ') : ((m[2].not_applicable as Map)[task] as String)
