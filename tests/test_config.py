@@ -146,6 +146,17 @@ def test_a_bad_param_gives_one_clear_error(tmp_path):
     assert "Submitted process" not in text
 
 
+def test_help_lists_every_param_and_runs_nothing(tmp_path):
+    run = run_nextflow(tmp_path, "--help")
+    assert run.returncode == 0, run.explain()
+    text = run.proc.stdout
+    schema = json.loads((ROOT / "nextflow_schema.json").read_text())
+    shown = [name for group in schema["$defs"].values() for name, spec in group["properties"].items()
+             if not spec.get("hidden")]
+    assert shown and all(f"--{name} " in text for name in shown), text
+    assert "Submitted process" not in text
+
+
 def test_a_bad_samplesheet_row_gives_one_clear_error(tmp_path):
     sheet = tmp_path / "sheet.csv"
     sheet.write_text("id,h5ad,organism,label_key\nmy data,pbmc.h5ad,homo_sapiens,cell_type\n")
