@@ -24,7 +24,6 @@ one batch at a time when it is stored dense, so memory does not grow with the nu
 from __future__ import annotations
 
 import logging
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
@@ -57,10 +56,10 @@ def strip_version(gene_id: str) -> str:
 
 
 def _load_pickle(path: PathLike) -> Dict[Any, Any]:
-    # The dictionaries are upstream's pickles; they arrive through FETCH_WEIGHTS, whose manifest
-    # checksums them, so they are as trusted as the model weights themselves.
-    with open(path, "rb") as handle:
-        value = pickle.load(handle)
+    # Upstream's pickles; weights may come from a mirror, so only plain data is unpickled.
+    from ...safe_pickle import load_pickle
+
+    value = load_pickle(path)
     if not isinstance(value, dict):
         raise ValueError(f"{path}: expected a pickled dict, found {type(value).__name__}")
     return value

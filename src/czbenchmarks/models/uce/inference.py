@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import pickle
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ...safe_pickle import load_pickle
 from .config import MODEL_FILES_DIR
 from .species import PROTEIN_EMBEDDING_FILES
 
@@ -241,8 +241,9 @@ def plan_genes(symbols: Sequence[str], species: str, model_files: Union[str, Pat
     """
     get_spec_chrom_csv = import_uce().data_proc.data_utils.get_spec_chrom_csv
     model_files = Path(model_files)
-    with open(model_files / "species_offsets.pkl", "rb") as handle:
-        offsets = pickle.load(handle)
+    offsets = load_pickle(model_files / "species_offsets.pkl")
+    if not isinstance(offsets, dict):
+        raise ValueError(f"{model_files / 'species_offsets.pkl'}: expected a dict species -> offset")
     if species not in offsets:
         raise ValueError(f"species_offsets.pkl has no offset for {species}")
     order = {gene: i for i, gene in enumerate(species_gene_order(model_files, species))}
