@@ -9,8 +9,10 @@ place of the upstream ``geneformer`` package (``czbenchmarks.models.geneformer``
 Input contract: human cells, raw counts, Ensembl gene IDs in ``var_names`` or
 ``var['ensembl_id']`` (version suffixes are ignored). Symbol-only datasets are turned away by
 validation, as in the reference; the tokenizer itself can map symbols through the dictionary
-for interactive use. Cells none of whose expressed genes the model knows are kept in the output
-with ``embedded = False``.
+for interactive use. Cells none of whose expressed genes the model knows, and cells whose
+``obs['filter_pass']`` is present and not 1 (upstream does not tokenize them), are kept in the output
+with ``embedded = False`` (NaN rows) and counted in provenance. The forward pass runs in float32
+unless ``--precision`` asks for bfloat16/float16 autocast.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Set
 
 from czbenchmarks.datasets import DataType, Organism, SingleCellDataset
-from czbenchmarks.models.geneformer import DEFAULT_VARIANT
+from czbenchmarks.models.geneformer import DEFAULT_VARIANT, PRECISIONS, check_precision
 from czbenchmarks.models.implementations import BaseModelImplementation
 from czbenchmarks.models.types import ModelType
 from czbenchmarks.models.validators import BaseSingleCellValidator
@@ -59,9 +61,17 @@ class Geneformer(GeneformerValidator, BaseModelImplementation):
                             help="cells read, tokenized and embedded together (bounds memory)")
         parser.add_argument("--forward_batch_size", type=int, default=16,
                             help="cells per forward pass (czbenchmarks: 16)")
-        parser.add_argument("--amp_dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"],
-                            help="autocast dtype on CUDA (CPU always runs float32)")
+        parser.add_argument("--precision", default=None, choices=list(PRECISIONS),
+                            help="forward-pass precision (default float32, as upstream); bfloat16/float16: "
+                                 "autocast with SDPA attention, on GPU or CPU (bfloat16)")
+        parser.add_argument("--amp_dtype", default=None, choices=list(PRECISIONS),
+                            help="deprecated alias of --precision")
         return parser
+
+    def precision(self) -> str:
+        """The forward-pass precision: --precision, else the deprecated --amp_dtype, else float32."""
+        chosen = getattr(self.args, "precision", None) or getattr(self.args, "amp_dtype", None) or PRECISIONS[0]
+        return check_precision(chosen)
 
     # -- configuration ---------------------------------------------------------------------
     def variant_settings(self) -> Dict[str, Any]:
@@ -111,6 +121,7 @@ class Geneformer(GeneformerValidator, BaseModelImplementation):
             PAD_TOKEN,
             GeneDictionaries,
             embed_token_batches,
+            filter_pass_mask,
             load_encoder,
             tokenizer_for_variant,
         )
@@ -135,7 +146,8 @@ class Geneformer(GeneformerValidator, BaseModelImplementation):
                 f"is in the {self.args.model_variant} vocabulary"
             )
         emb_layer, emb_mode = int(settings["emb_layer"]), str(settings["emb_mode"])
-        loaded = load_encoder(weights, device=device, emb_layer=emb_layer)
+        precision = self.precision()
+        loaded = load_encoder(weights, device=device, emb_layer=emb_layer, precision=precision)
         specials = [dictionaries.token[t] for t in ("<cls>", "<eos>") if t in dictionaries.token]
         embeddings = np.zeros((adata.n_obs, loaded.hidden_size), dtype=np.float32)
         embedded = np.zeros(adata.n_obs, dtype=bool)
@@ -147,13 +159,19 @@ class Geneformer(GeneformerValidator, BaseModelImplementation):
             emb_mode=emb_mode,
             special_ids=specials,
             forward_batch_size=self.args.forward_batch_size,
-            amp_dtype=self.args.amp_dtype,
         ):
             embeddings[start: start + len(block)] = block
             embedded[start: start + len(block)] = ok
         seconds = time.perf_counter() - started
+        passing = filter_pass_mask(adata.obs, tokenizer.filter_pass_key)
+        n_failing = 0 if passing is None else int((~passing).sum())
         if not embedded.any():
+            if passing is not None and not passing.any():
+                raise ValueError(f"no cell has obs['{tokenizer.filter_pass_key}'] == 1: nothing to tokenize")
             raise ValueError("no cell expresses a gene in the model's vocabulary")
+        if n_failing:
+            logger.warning("%d of %d cells fail obs['%s'] and are not tokenized (NaN rows, as upstream leaves them out)",
+                           n_failing, adata.n_obs, tokenizer.filter_pass_key)
         logger.info("embedded %d of %d cells (%s, %s)", embedded.sum(), adata.n_obs, self.args.model_variant, device)
         self.embedded_mask = embedded
         self.run_info = {
@@ -162,8 +180,11 @@ class Geneformer(GeneformerValidator, BaseModelImplementation):
             "special_token": tokenizer.special_token,
             "tokenize_batch_size": tokenizer.batch_size,
             "inference_seconds": round(seconds, 3),  # reading, tokenizing and embedding
+            "filter_pass_column": tokenizer.filter_pass_key if passing is not None else None,
+            "n_cells_failing_filter_pass": n_failing,
+            "n_cells_without_known_genes": int((~embedded).sum()) - n_failing,
             **plan.summary(),
-            **run_info(loaded, emb_layer, emb_mode, self.args.forward_batch_size, self.args.amp_dtype),
+            **run_info(loaded, emb_layer, emb_mode, self.args.forward_batch_size),
         }
         dataset.set_output(self.model_type, DataType.EMBEDDING, embeddings)
 

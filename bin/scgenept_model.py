@@ -170,13 +170,12 @@ class ScGenePT(ScGenePTValidator, BaseModelImplementation):
 
     def _embedding_coverage(self, genes: List[str], spec) -> Dict[str, Any]:
         """How many perturbed genes have a text embedding in the variant's pickle (when fetched)."""
-        import pickle
+        from czbenchmarks.safe_pickle import load_pickle
 
         path = Path(self.model_weights_dir) / "gene_embeddings" / spec.embedding_file
         if not path.is_file():
             return {"gene_embeddings_file": None}
-        with open(path, "rb") as handle:
-            table = pickle.load(handle)  # noqa: S301 - the model's own weights
+        table = load_pickle(path)  # plain data only: weights may come from a mirror
         return {"gene_embeddings_file": path.name,
                 "perturbed_genes_with_text_embedding": sum(1 for g in genes if g in table),
                 "perturbed_genes": len(genes)}

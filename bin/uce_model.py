@@ -5,8 +5,9 @@ Follows czbenchmarks' UCE model (gene symbols from ``var['feature_name']``, UCE'
 1024 genes sampled per cell, batch size 40), with the network and cell sentences of the
 ``uce-model`` package and the project's own loader (no downloads, explicit paths). Fixes the
 reference's two defects: the species follows the dataset's organism (the reference always used
-human), and cells UCE filters out keep their row (NaN, recorded as not embedded) instead of
-shifting the rows of every later cell. See ``czbenchmarks.models.uce``.
+human; ``--species_mode czbenchmarks`` restores that), and cells UCE filters out keep their row
+(NaN, recorded as not embedded) instead of shifting the rows of every later cell. See
+``czbenchmarks.models.uce``.
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ class UCE(UCEValidator, BaseModelImplementation):
                             help="cells per forward pass (default: the variant's, 40)")
         parser.add_argument("--chunk_size", type=int, default=2048, help="cells read from the h5ad at a time")
         parser.add_argument(
+            "--species_mode", default="organism", choices=["organism", "czbenchmarks"],
+            help="organism: each organism's own protein embeddings (default); czbenchmarks: every "
+                 "dataset as human, as czbenchmarks' UCE does",
+        )
+        parser.add_argument(
             "--num_threads", type=int, default=0,
             help="CPU threads for torch (0: torch's default); pass the task's cpus on shared CPU hosts",
         )
@@ -107,14 +113,15 @@ class UCE(UCEValidator, BaseModelImplementation):
         import torch
 
         from czbenchmarks.device import select_device
-        from czbenchmarks.models.uce import MODEL_FILES_DIR, embed_matrix, load_uce, plan_genes, species_for_organism
+        from czbenchmarks.models.uce import MODEL_FILES_DIR, embed_matrix, load_uce, plan_genes, species_for_mode
 
         device = select_device(self.args.device)
         torch.manual_seed(self.args.seed)
         if self.args.num_threads > 0:
             torch.set_num_threads(self.args.num_threads)
         settings = self.variant_settings()
-        species = species_for_organism(dataset.organism)
+        species_mode = getattr(self.args, "species_mode", None) or "organism"
+        species = species_for_mode(dataset.organism, species_mode)
         loaded = load_uce(self.model_weights_dir, settings, device=device)
         adata = dataset.adata
         plan = plan_genes(adata.var[GENE_COLUMN].astype(str).tolist(), species,
@@ -127,15 +134,17 @@ class UCE(UCEValidator, BaseModelImplementation):
             raise ValueError(
                 f"UCE embedded no cell: {stats['n_cells_dropped_min_genes']} cells have fewer than "
                 f"{settings['min_genes']} expressed genes, {stats['n_cells_dropped_no_embeddable_gene']} "
-                f"express no gene with a {species} protein embedding"
+                f"express no gene with a {species} protein embedding, {stats['n_cells_dropped_sentence_too_long']} "
+                f"sampled genes on more than {stats['max_chromosomes_per_sentence']} chromosomes"
             )
         dropped = len(result.embedded) - stats["n_cells_embedded"]
         if dropped:
             logger.warning(
-                "UCE: %d of %d cells not embedded (%d below min_genes=%d, %d without an embeddable gene); "
-                "their rows are NaN and they are listed in the output's provenance",
+                "UCE: %d of %d cells not embedded (%d below min_genes=%d, %d without an embeddable gene, "
+                "%d with a sentence longer than pad_length); their rows are NaN and they are listed in the "
+                "output's provenance",
                 dropped, len(result.embedded), stats["n_cells_dropped_min_genes"], settings["min_genes"],
-                stats["n_cells_dropped_no_embeddable_gene"],
+                stats["n_cells_dropped_no_embeddable_gene"], stats["n_cells_dropped_sentence_too_long"],
             )
         self.embedded_mask = result.embedded
         self.run_info = {
@@ -143,6 +152,7 @@ class UCE(UCEValidator, BaseModelImplementation):
             "embedding": "CLS output of the decoder, L2-normalised (uce.model.TransformerModel)",
             "gene_column": GENE_COLUMN,
             "species": species,
+            "species_mode": species_mode,
             "settings": {k: v for k, v in settings.items() if k not in ("display", "model_uri", "extra_uris")},
             "token_table": loaded.table_source,
             "checkpoint_keys_absent": sorted({k.split(".")[0] + ".*" for k in loaded.missing_keys}),

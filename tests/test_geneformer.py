@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import pickle
 import subprocess
 import sys
 import tracemalloc
@@ -39,6 +41,7 @@ V2, V1 = "Geneformer-V2-316M", "gf-6L-30M-i2048"
 SUFFIX = {V2: "gc95M", V1: "gc30M"}
 SPECIAL = {V2: True, V1: False}
 INPUT_SIZE = {V2: 4096, V1: 2048}
+REAL_DICTIONARIES = Path(os.environ.get("CZB_REAL_ARTIFACTS", "/work/shared/real-artifacts")) / "geneformer" / "gene_dictionaries"
 
 
 def dictionary_files(variant: str) -> dict:
@@ -188,6 +191,22 @@ def test_ties_are_broken_by_dataset_column_order():
     assert tokens.tolist() == [dictionaries.token[columns[c]] for c in [*high, *low]]
 
 
+def test_tied_flag_marks_cells_whose_emitted_window_depends_on_a_tie_break():
+    genes = [f"ENSG{i:011d}" for i in range(6)]
+    dictionaries = GeneDictionaries(token={"<pad>": 0, **{g: i + 1 for i, g in enumerate(genes)}},
+                                    median={g: 1.0 for g in genes})
+    x = np.array([
+        [6, 5, 4, 3, 2, 1],  # all distinct
+        [6, 5, 4, 3, 1, 1],  # a tie, but only after the 4-gene window: same tokens whatever the order
+        [6, 5, 4, 3, 3, 1],  # a tie straddling the cut: which gene is kept is a tie-break
+        [6, 6, 4, 3, 2, 1],  # a tie inside the window
+    ], dtype=np.float32)
+    cells = ad.AnnData(sp.csr_matrix(x), var=pd.DataFrame(index=genes))
+    (batch,) = list(RankValueTokenizer(dictionaries, 4, special_token=False).iter_batches(cells))
+    assert batch.tied.tolist() == [False, False, True, True]
+    assert not batch.filtered.any()
+
+
 def test_duplicate_gene_columns_are_summed(pbmc):
     dictionaries = tiny_dictionaries(V1)
     tokenizer = RankValueTokenizer(dictionaries, 2048, special_token=False)
@@ -218,6 +237,115 @@ def test_cells_without_known_genes_get_no_gene_tokens(pbmc):
     cls, eos = dictionaries.token["<cls>"], dictionaries.token["<eos>"]
     assert batch.input_ids[0].tolist() == [cls, eos]
     assert len(batch.input_ids[2]) == 6
+
+
+# -- upstream's arithmetic, ties and filter_pass, against the oracle ------------------------------
+def real_dictionary_files(suffix: str) -> dict:
+    files = {
+        "token": REAL_DICTIONARIES / f"token_dictionary_{suffix}.pkl",
+        "median": REAL_DICTIONARIES / f"gene_median_dictionary_{suffix}.pkl",
+        "mapping": REAL_DICTIONARIES / f"ensembl_mapping_dict_{suffix}.pkl",
+    }
+    missing = [p.name for p in files.values() if not p.is_file()]
+    if missing:
+        pytest.skip(f"real Geneformer dictionaries unavailable in {REAL_DICTIONARIES}: {missing}")
+    return files
+
+
+def upstream_ids(adata, mapping_file) -> ad.AnnData:
+    """The dataset with var['ensembl_id'] replaced by the mapping dictionary's IDs.
+
+    Upstream Geneformer looks genes up by the mapped ``ensembl_id_collapsed``; helical's copy looks
+    up the raw ``ensembl_id`` (and so loses genes the gc95M mapping renames: 10 of the test data's).
+    Handing helical the mapped IDs makes its lookup upstream's."""
+    with open(mapping_file, "rb") as handle:
+        mapping = pickle.load(handle)  # the trusted upstream file
+    mapped = adata.copy()
+    mapped.var["ensembl_id"] = [mapping.get(str(g).upper(), g) for g in adata.var["ensembl_id"]]
+    return mapped
+
+
+@pytest.mark.parametrize("suffix,size,special,n_counts", [
+    ("gc95M", 4096, True, None), ("gc95M", 64, True, "float64"), ("gc30M", 2048, False, None),
+    ("gc30M", 100, False, "float32"),
+])
+def test_tokens_match_geneformer_tokenizer_with_real_gc95M_and_gc30M_dictionaries(oracle, pbmc, suffix, size,
+                                                                                   special, n_counts):
+    files = real_dictionary_files(suffix)
+    data = pbmc.copy()
+    if n_counts:  # obs['n_counts'] instead of the row sums (upstream's input contract), in that dtype
+        data.obs["n_counts"] = (np.asarray(data.X.sum(axis=1)).ravel() * 1.25).astype(n_counts)
+    expected = oracle_tokens(oracle, upstream_ids(data, files["mapping"]), size, special, files["token"],
+                             files["median"], files["mapping"])
+    dictionaries = GeneDictionaries.load(files["token"], files["median"], files["mapping"])
+    tokenizer = RankValueTokenizer(dictionaries, size, special, batch_size=256)
+    batches = list(tokenizer.iter_batches(data))
+    mine = [ids for batch in batches for ids in batch.input_ids]
+    tied = np.concatenate([batch.tied for batch in batches])
+    assert len(expected) == len(mine) == data.n_obs
+    defined = np.flatnonzero(~tied)
+    assert len(defined) > 0.5 * data.n_obs  # most cells have a defined order
+    assert_same_tokens([expected[i] for i in defined], [mine[i] for i in defined])
+    for i in np.flatnonzero(tied):  # a tie-break may order them differently, not choose other genes
+        if len(mine[i]) < size:
+            assert sorted(expected[i].tolist()) == sorted(mine[i].tolist()), i
+    assert np.median([len(t) for t in mine]) > min(size, 50) * 0.5  # real cells, real ranks
+
+
+#: (n_counts, count a, count b, median a, median b): real gc95M medians on which upstream's
+#: reciprocal arithmetic and plain division rank the two genes in opposite orders.
+SWAPPING_PAIRS = [
+    (28856.0, 22, 17, 0.783344080933045, 0.6053113516335283),
+    (28729.0, 37, 31, 1.2202868994992286, 1.0224025818659466),
+    (11060.0, 20, 32, 1.88448914630609, 3.015182470689214),
+]
+
+
+@pytest.mark.parametrize("storage", ["sparse", "dense"])
+def test_arithmetic_is_upstreams_where_division_would_swap_ranks(oracle, tmp_path, storage):
+    genes = [f"ENSG{i:011d}" for i in range(2 * len(SWAPPING_PAIRS))]
+    token = {"<pad>": 0, "<mask>": 1, **{g: i + 2 for i, g in enumerate(genes)}}
+    median = {g: m for g, m in zip(genes, [m for pair in SWAPPING_PAIRS for m in pair[3:]])}
+    (tmp_path / "token.pkl").write_bytes(pickle.dumps(token))
+    (tmp_path / "median.pkl").write_bytes(pickle.dumps(median))
+    x = np.zeros((len(SWAPPING_PAIRS), len(genes)), dtype=np.float32)
+    for row, (_, a, b, _, _) in enumerate(SWAPPING_PAIRS):
+        x[row, 2 * row: 2 * row + 2] = [a, b]
+    n_counts = np.array([pair[0] for pair in SWAPPING_PAIRS], dtype=np.float32)
+    cells = ad.AnnData(sp.csr_matrix(x) if storage == "sparse" else x,
+                       obs=pd.DataFrame({"n_counts": n_counts}, index=[f"c{i}" for i in range(len(n_counts))]),
+                       var=pd.DataFrame({"ensembl_id": genes}, index=genes))
+    expected = oracle_tokens(oracle, cells, 2048, False, tmp_path / "token.pkl", tmp_path / "median.pkl")
+    dictionaries = GeneDictionaries.load(tmp_path / "token.pkl", tmp_path / "median.pkl")
+    mine = RankValueTokenizer(dictionaries, 2048, special_token=False).tokenize(cells)
+    assert_same_tokens(expected, mine)
+    # the cases have teeth: the other arithmetic ranks every pair the other way round
+    for row, (n, a, b, ma, mb) in enumerate(SWAPPING_PAIRS):
+        pair = np.array([a, b], dtype=np.float32)
+        n_pair = np.array([n, n], dtype=np.float32)
+        if storage == "sparse":  # division would have been wrong here
+            other = (pair / n_pair) * 10_000 / np.array([ma, mb])
+        else:  # and reciprocal multiplication wrong on dense X
+            other = (pair * np.divide(1, n_pair)) * 10_000 * np.divide(1, np.array([ma, mb]))
+        first = 2 + 2 * row if other[0] > other[1] else 3 + 2 * row
+        assert mine[row][0] != first, (storage, row)
+
+
+def test_filter_pass_cells_are_not_tokenized_as_upstream(oracle, pbmc):
+    data = pbmc[:12].copy()
+    values = [1, 0, True, False, 1.0, np.nan, "1", 2, 1, 0, 1, 1]
+    data.obs["filter_pass"] = pd.Series(values, index=data.obs_names, dtype=object)
+    files = dictionary_files(V1)
+    expected = oracle_tokens(oracle, data, 2048, False, files["token"], files["median"], files["mapping"])
+    tokenizer = RankValueTokenizer(tiny_dictionaries(V1), 2048, special_token=False)
+    (batch,) = list(tokenizer.iter_batches(data))
+    passing = np.array([v == 1 for v in values])
+    assert batch.filtered.tolist() == (~passing).tolist()
+    assert (batch.n_genes[~passing] == 0).all() and (batch.n_genes[passing] > 0).all()
+    assert all(len(batch.input_ids[i]) == 0 for i in np.flatnonzero(~passing))
+    assert_same_tokens(expected, [batch.input_ids[i] for i in np.flatnonzero(passing)])  # upstream drops them
+    # without the column (or with the key switched off) every cell is tokenized
+    assert RankValueTokenizer(tiny_dictionaries(V1), 2048, False, filter_pass_key=None).tokenize(data)[1].size > 0
 
 
 # -- streaming -------------------------------------------------------------------------------
@@ -353,6 +481,8 @@ def test_bin_script_pipeline_mode_default_variant(tmp_path):
     assert info["emb_mode"] == "cls" and info["emb_layer"] == -2 and info["input_size"] == 4096
     assert info["special_token"] is True and info["n_genes_in_vocabulary"] == 680
     assert info["device"] == "cpu" and info["checkpoint_file"] == "model.safetensors"
+    assert info["precision"] == "float32" and info["autocast"] is None  # upstream's precision by default
+    assert info["filter_pass_column"] is None and info["n_cells_failing_filter_pass"] == 0
     assert {"torch", "transformers"} <= set(provenance["software"])
 
 
@@ -392,6 +522,58 @@ def test_bin_script_records_cells_it_cannot_embed(tmp_path, unknown_cells_h5ad):
     assert provenance["n_dropped_cells"] == 3
     assert provenance["dropped_cells"] == [str(source.obs_names[i]) for i in (5, 17, 40)]
     assert provenance["run_info"]["emb_mode"] == "mean" and provenance["run_info"]["special_token"] is False
+
+
+def run_in_process(tmp_path: Path, adata: ad.AnnData, variant: str, *extra: str, name: str = "out"):
+    data, output = tmp_path / f"{name}.in.h5ad", tmp_path / f"{name}.h5ad"
+    adata.write_h5ad(data)
+    model = load_model_class(SCRIPT, "Geneformer")(argv=[
+        "--input", str(data), "--output", str(output), "--dataset_id", "x", "--organism", "homo_sapiens",
+        "--weights_dir", str(GF_WEIGHTS / variant), "--model_variant", variant, "--device", "cpu", *extra])
+    model.run()
+    return read_output(output)
+
+
+def test_bin_script_keeps_filter_pass_failures_as_unembedded_rows(tmp_path, pbmc):
+    data = pbmc[:30].copy()
+    baseline, _ = run_in_process(tmp_path, data, V1, name="all")
+    data.obs["filter_pass"] = [0 if i in (2, 9) else 1 for i in range(30)]
+    out, provenance = run_in_process(tmp_path, data, V1, name="filtered")
+    assert list(out.obs_names) == list(data.obs_names)
+    assert np.flatnonzero(~out.obs["czb_embedded"].to_numpy()).tolist() == [2, 9]
+    assert np.isnan(out.obsm["X_emb"][[2, 9]]).all()
+    keep = np.setdiff1d(np.arange(30), [2, 9])
+    # others untouched (up to the padding of their forward batch)
+    np.testing.assert_allclose(out.obsm["X_emb"][keep], baseline.obsm["X_emb"][keep], rtol=1e-5, atol=1e-6)
+    info = provenance["run_info"]
+    assert info["filter_pass_column"] == "filter_pass" and info["n_cells_failing_filter_pass"] == 2
+    assert info["n_cells_without_known_genes"] == 0
+    assert provenance["n_dropped_cells"] == 2 and provenance["dropped_cells"] == [data.obs_names[2], data.obs_names[9]]
+    data.obs["filter_pass"] = False
+    with pytest.raises(ValueError, match="filter_pass"):
+        run_in_process(tmp_path, data, V1, name="none")
+
+
+def test_bfloat16_autocast_on_cpu_runs_and_is_recorded(tmp_path, pbmc):
+    data = pbmc[:24].copy()
+    full, full_prov = run_in_process(tmp_path, data, V2, "--precision", "float32", name="fp32")
+    half, half_prov = run_in_process(tmp_path, data, V2, "--precision", "bfloat16", name="bf16")
+    assert full_prov["run_info"]["precision"] == "float32" and full_prov["run_info"]["autocast"] is None
+    info = half_prov["run_info"]
+    assert info["precision"] == "bfloat16" and info["autocast"] == "bfloat16"
+    assert info["attn_implementation"] == "sdpa"
+    a, b = full.obsm["X_emb"], half.obsm["X_emb"]
+    assert np.isfinite(b).all()
+    difference = np.abs(a - b).max()
+    assert 0 < difference < 0.1 * np.abs(a).max(), difference  # reduced precision really ran, and is close
+    # the deprecated --amp_dtype still selects the precision; unknown precisions are refused
+    alias = load_model_class(SCRIPT, "Geneformer")(argv=["--amp_dtype", "bfloat16"])
+    assert alias.precision() == "bfloat16"
+    assert load_model_class(SCRIPT, "Geneformer")(argv=[]).precision() == "float32"
+    from czbenchmarks.models.geneformer import check_precision
+
+    with pytest.raises(ValueError, match="precision"):
+        check_precision("int8")
 
 
 # -- validation gate -------------------------------------------------------------------------

@@ -54,20 +54,21 @@ def small_dataset(organism: str = "homo_sapiens") -> ad.AnnData:
     return adata
 
 
-def run_pipeline(tmp_path: Path, adata: ad.AnnData, organism: str, weights: Path = UCE_WEIGHTS) -> ad.AnnData:
+def run_pipeline(tmp_path: Path, adata: ad.AnnData, organism: str, weights: Path = UCE_WEIGHTS,
+                 *extra: str, name: str = "") -> ad.AnnData:
     """bin/uce_model.py in pipeline mode (in-process); returns the output h5ad."""
-    data = tmp_path / f"in_{organism}.h5ad"
-    out = tmp_path / f"out_{organism}.h5ad"
+    data = tmp_path / f"in_{organism}{name}.h5ad"
+    out = tmp_path / f"out_{organism}{name}.h5ad"
     adata.write_h5ad(data)
     model = load_class()(argv=[
         "--input", str(data), "--output", str(out), "--dataset_id", "tiny", "--organism", organism,
-        "--weights_dir", str(weights), "--model_variant", "4l", "--seed", str(SEED), "--device", "cpu",
+        "--weights_dir", str(weights), "--model_variant", "4l", "--seed", str(SEED), "--device", "cpu", *extra,
     ])
     model.run()
     return ad.read_h5ad(out)
 
 
-def uce_reference(tmp_path: Path, adata: ad.AnnData, species: str) -> ad.AnnData:
+def uce_reference(tmp_path: Path, adata: ad.AnnData, species: str, weights: Path = UCE_WEIGHTS) -> ad.AnnData:
     """UCE's own evaluation path on the same cells: uce-eval-single-anndata's steps, run offline.
 
     process_raw_anndata (UCE's filter), get_species_to_pe / adata_path_to_prot_chrom_starts,
@@ -87,11 +88,11 @@ def uce_reference(tmp_path: Path, adata: ad.AnnData, species: str) -> ad.AnnData
     from uce.eval_data import MultiDatasetSentenceCollator, MultiDatasetSentences
     from uce.model import TransformerModel
 
-    settings = json.loads((UCE_WEIGHTS / "uce_config.json").read_text())
+    settings = json.loads((weights / "uce_config.json").read_text())
     work = tmp_path / f"uce_{species}"
     work.mkdir()
     # UCE reads model_files/protein_embeddings relative to the working folder.
-    (work / "model_files").symlink_to(UCE_WEIGHTS / "model_files")
+    (work / "model_files").symlink_to(weights / "model_files")
     symbols = adata.copy()
     symbols.var_names = symbols.var["feature_name"].astype(str).tolist()
     symbols.write_h5ad(work / "data.h5ad")
@@ -104,7 +105,7 @@ def uce_reference(tmp_path: Path, adata: ad.AnnData, species: str) -> ad.AnnData
         proc, n_cells, n_genes = process_raw_anndata(row, f"{work}/", f"{work}/", "", False, True, root=str(work))
     finally:
         os.chdir(cwd)
-    files = UCE_WEIGHTS / "model_files"
+    files = weights / "model_files"
     species_to_pe = get_species_to_pe(files / "protein_embeddings")
     with open(files / "species_offsets.pkl", "rb") as handle:
         offset = pickle.load(handle)[species]
@@ -125,7 +126,7 @@ def uce_reference(tmp_path: Path, adata: ad.AnnData, species: str) -> ad.AnnData
     model = TransformerModel(token_dim=settings["token_dim"], d_model=settings["d_model"], nhead=settings["nhead"],
                              d_hid=settings["d_hid"], nlayers=settings["nlayers"], dropout=0.05,
                              output_dim=settings["output_dim"])
-    state = torch.load(UCE_WEIGHTS / "4layer_model.torch", map_location="cpu")
+    state = torch.load(weights / "4layer_model.torch", map_location="cpu")
     model.pe_embedding = nn.Embedding.from_pretrained(torch.zeros(state["pe_embedding.weight"].shape))
     result = model.load_state_dict(state, strict=False)
     assert not result.unexpected_keys and all(k.startswith("binary_decoder.") for k in result.missing_keys)
@@ -278,3 +279,64 @@ def test_cells_without_embeddable_genes_are_recorded(tmp_path):
     assert list(np.flatnonzero(~output.obs[EMBEDDED_OBS_KEY].to_numpy())) == [4, 9]
     info = provenance(output)["run_info"]
     assert info["n_cells_dropped_no_embeddable_gene"] == 2 and info["n_cells_dropped_min_genes"] == 0
+
+
+def many_chromosome_weights(tmp_path: Path, symbols) -> Path:
+    """The tiny weights with the test genes' human rows moved onto one chromosome per 10 columns
+    (70 chromosomes; a tiny sentence, pad_length 128 and sample_size 64, holds at most 31)."""
+    import pandas as pd
+
+    weights = tmp_path / "weights_many_chromosomes"
+    shutil.copytree(UCE_WEIGHTS, weights)
+    table_file = weights / "model_files" / "species_chrom.csv"
+    table = pd.read_csv(table_file)
+    column = table["gene_symbol"].astype(str).str.upper().map({str(s).upper(): j for j, s in enumerate(symbols)})
+    rows = (table["species"] == "human") & column.notna()
+    table.loc[rows, "chromosome"] = "C" + (column[rows] // 10).astype(int).astype(str)
+    table.to_csv(table_file, index=False)
+    return weights
+
+
+def test_sentence_length_is_checked_per_cell_not_over_the_dataset(tmp_path):
+    """70 chromosomes overall (more than a sentence holds) no longer fails the run: cells whose genes lie
+    on few chromosomes embed (equal to UCE's own code), a cell whose sample spans too many is dropped."""
+    from czbenchmarks.constants import EMBEDDED_OBS_KEY, EMBEDDING_OBSM_KEY
+
+    source = ad.read_h5ad(TEST_H5AD)
+    weights = many_chromosome_weights(tmp_path, source.var["feature_name"])
+    rng = np.random.default_rng(0)
+    X = np.zeros((101, source.n_vars), dtype=np.float32)
+    for cell in range(100):  # ten groups of ten cells, each group on 70 genes = 7 chromosomes
+        group = cell // 10
+        X[cell, 70 * group: 70 * group + 70] = rng.poisson(3.0, 70) + 1
+    X[100] = 1  # last: one cell on every gene, so its 64 draws fall on ~40 of the 70 chromosomes
+    adata = ad.AnnData(sp.csr_matrix(X), obs=source.obs.iloc[:101].copy(), var=source.var.copy())
+    output = run_pipeline(tmp_path, adata, "homo_sapiens", weights)
+    embedded = output.obs[EMBEDDED_OBS_KEY].to_numpy()
+    assert embedded[:100].all() and not embedded[100]
+    info = provenance(output)["run_info"]
+    assert info["n_chromosomes_used"] > info["max_chromosomes_per_sentence"] == 31
+    assert info["n_cells_dropped_sentence_too_long"] == 1 and info["n_cells_dropped_min_genes"] == 0
+    # UCE itself, on the cells it can take (the dropped cell is last, so the draws before it agree)
+    reference = uce_reference(tmp_path, adata[:100].copy(), "human", weights)
+    assert len(reference) == 100
+    ours = output.obsm[EMBEDDING_OBSM_KEY][output.obs_names.get_indexer(reference.obs_names)]
+    np.testing.assert_allclose(ours, reference.obsm["X_uce"], atol=1e-5, rtol=0)
+
+
+def test_species_mode_czbenchmarks_embeds_every_organism_as_human(tmp_path):
+    from czbenchmarks.constants import EMBEDDING_OBSM_KEY
+    from czbenchmarks.models.uce import species_for_mode
+
+    human = run_pipeline(tmp_path, small_dataset(), "homo_sapiens")
+    assert provenance(human)["run_info"]["species_mode"] == "organism"
+    mouse = run_pipeline(tmp_path, small_dataset("mus_musculus"), "mus_musculus", UCE_WEIGHTS,
+                         "--species_mode", "czbenchmarks", name="_as_human")
+    info = provenance(mouse)["run_info"]
+    assert info["species"] == "human" and info["species_mode"] == "czbenchmarks"
+    # the same symbols through the human protein embeddings: exactly the human run
+    np.testing.assert_array_equal(mouse.obsm[EMBEDDING_OBSM_KEY], human.obsm[EMBEDDING_OBSM_KEY])
+    assert species_for_mode("danio_rerio", "czbenchmarks") == "human"
+    assert species_for_mode("danio_rerio") == "zebrafish"
+    with pytest.raises(ValueError, match="species_mode"):
+        species_for_mode("homo_sapiens", "both")

@@ -8,10 +8,11 @@ that use them. ``bin/geneformer_model.py`` is the pipeline's entry point.
 """
 
 from .config import DEFAULT_VARIANT, find_config, load_config, variant_config
-from .embedding import EMB_MODES, LoadedEncoder, embed_token_batches, load_encoder, pool
+from .embedding import EMB_MODES, PRECISIONS, LoadedEncoder, check_precision, embed_token_batches, load_encoder, pool
 from .tokenizer import (
     CLS_TOKEN,
     EOS_TOKEN,
+    FILTER_PASS_KEY,
     MASK_TOKEN,
     PAD_TOKEN,
     GeneDictionaries,
@@ -19,6 +20,7 @@ from .tokenizer import (
     RankValueTokenizer,
     TokenizedBatch,
     dataset_gene_keys,
+    filter_pass_mask,
     plan_genes,
     strip_version,
     tokenizer_for_variant,
@@ -29,15 +31,19 @@ __all__ = [
     "DEFAULT_VARIANT",
     "EMB_MODES",
     "EOS_TOKEN",
+    "FILTER_PASS_KEY",
     "GeneDictionaries",
     "GenePlan",
     "LoadedEncoder",
     "MASK_TOKEN",
     "PAD_TOKEN",
+    "PRECISIONS",
     "RankValueTokenizer",
     "TokenizedBatch",
+    "check_precision",
     "dataset_gene_keys",
     "embed_token_batches",
+    "filter_pass_mask",
     "find_config",
     "load_config",
     "load_encoder",

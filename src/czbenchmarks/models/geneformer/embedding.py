@@ -5,6 +5,12 @@ Upstream's ``EmbExtractor`` is mirrored: the encoder output at ``emb_layer`` (an
 as the ``<cls>`` position (``emb_mode="cls"``, V2) or as the mean over the cell's gene tokens
 (``emb_mode="mean"``, upstream's "cell"; padding, ``<cls>`` and ``<eos>`` excluded).
 
+Precision: float32 by default, as upstream's ``EmbExtractor`` runs. ``precision="bfloat16"`` or
+``"float16"`` runs the forward pass under ``torch.autocast`` (CUDA, or CPU for bfloat16) with the
+checkpoint loaded for PyTorch's scaled-dot-product attention (``attn_implementation="sdpa"``);
+pooling is float32 either way. The precision, autocast dtype and attention implementation in use
+are part of :func:`run_info`.
+
 Only the encoder runs (``BertForMaskedLM(...).bert``): projecting every token onto the 20k-gene
 vocabulary in the MLM head is the bulk of the work and useless here. Encoder layers past
 ``emb_layer`` are dropped instead of run, which gives the same numbers for less work.
@@ -27,6 +33,15 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 logger = logging.getLogger(__name__)
 
 EMB_MODES = ("cls", "mean")
+#: Forward-pass precisions; the first is the default (upstream's).
+PRECISIONS = ("float32", "bfloat16", "float16")
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` when it is one of :data:`PRECISIONS` (``ValueError`` otherwise)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    return precision
 
 
 @dataclass
@@ -40,13 +55,18 @@ class LoadedEncoder:
     hidden_size: int
     max_positions: int
     checkpoint_file: str
+    precision: str = "float32"
+    attn_implementation: Optional[str] = None
 
 
-def load_encoder(model_dir: Union[str, Path], device: str = "cpu", emb_layer: int = -2) -> LoadedEncoder:
+def load_encoder(model_dir: Union[str, Path], device: str = "cpu", emb_layer: int = -2,
+                 precision: str = "float32") -> LoadedEncoder:
     """Load ``BertForMaskedLM`` from ``model_dir`` and keep its encoder up to ``emb_layer``.
 
     ``emb_layer`` indexes ``hidden_states`` (``0`` = embeddings, ``-1`` = last layer), so the
     encoder keeps ``n_layers + 1 + emb_layer`` layers when negative, ``emb_layer`` when positive.
+    The weights stay float32; a reduced ``precision`` loads the model with SDPA attention (when
+    this transformers supports it for BERT) for :func:`embed_token_batches` to autocast.
     """
     import torch
     from transformers import BertForMaskedLM
@@ -59,7 +79,18 @@ def load_encoder(model_dir: Union[str, Path], device: str = "cpu", emb_layer: in
     checkpoint = next(
         (name for name in ("model.safetensors", "pytorch_model.bin") if (model_dir / name).is_file()), "?"
     )
-    mlm = BertForMaskedLM.from_pretrained(str(model_dir))
+    check_precision(precision)
+    options: Dict[str, Any] = {}
+    if precision != "float32":
+        options["attn_implementation"] = "sdpa"
+    try:
+        mlm = BertForMaskedLM.from_pretrained(str(model_dir), **options)
+    except (ValueError, ImportError) as err:
+        if not options:
+            raise
+        # transformers without SDPA for BERT: autocast still applies, attention stays eager.
+        logger.warning("SDPA attention unavailable for this BERT (%s); using the default", err)
+        mlm = BertForMaskedLM.from_pretrained(str(model_dir))
     encoder = mlm.bert
     del mlm  # drops the MLM head's reference; its vocabulary projection is not needed
     n_layers = len(encoder.encoder.layer)
@@ -78,6 +109,8 @@ def load_encoder(model_dir: Union[str, Path], device: str = "cpu", emb_layer: in
         hidden_size=int(encoder.config.hidden_size),
         max_positions=int(encoder.config.max_position_embeddings),
         checkpoint_file=checkpoint,
+        precision=precision,
+        attn_implementation=getattr(encoder.config, "_attn_implementation", None),
     )
 
 
@@ -120,14 +153,13 @@ def embed_token_batches(
     emb_mode: str = "cls",
     special_ids: Iterable[int] = (),
     forward_batch_size: int = 16,
-    amp_dtype: Optional[str] = "bfloat16",
 ) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
     """Embed tokenized batches as they stream in; yields ``(start, embeddings, embedded)`` per batch.
 
     Within a batch, cells are run longest first so that each forward pass pads little; the rows
     come back in dataset order. Cells without gene tokens are not run: their rows are zero and
-    ``embedded`` is False. On CUDA the forward pass runs under autocast (``amp_dtype``; ``None``
-    for float32); pooling is always float32.
+    ``embedded`` is False. The forward pass runs in ``loaded.precision`` (reduced precisions
+    under ``torch.autocast`` on the encoder's device); pooling is always float32.
     """
     import torch
 
@@ -135,8 +167,9 @@ def embed_token_batches(
         raise ValueError(f"emb_mode must be one of {EMB_MODES}, not {emb_mode!r}")
     special_ids = [int(s) for s in special_ids]
     device = loaded.device
-    use_amp = device.startswith("cuda") and amp_dtype not in (None, "", "float32", "fp32")
-    autocast_dtype = getattr(torch, str(amp_dtype)) if use_amp else None
+    use_amp = loaded.precision != "float32"
+    autocast_dtype = getattr(torch, loaded.precision) if use_amp else None
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
     for batch in batches:
         n_cells = len(batch.input_ids)
         out = np.zeros((n_cells, loaded.hidden_size), dtype=np.float32)
@@ -156,7 +189,7 @@ def embed_token_batches(
             ids_t = torch.from_numpy(ids).to(device)
             mask_t = torch.from_numpy(mask).to(device)
             with torch.inference_mode(), torch.autocast(
-                device_type="cuda" if use_amp else "cpu", dtype=autocast_dtype, enabled=use_amp
+                device_type=device_type, dtype=autocast_dtype, enabled=use_amp
             ):
                 hidden = loaded.encoder(input_ids=ids_t, attention_mask=mask_t).last_hidden_state
                 pooled = pool(hidden, ids_t, mask_t, emb_mode, special_ids)
@@ -164,9 +197,10 @@ def embed_token_batches(
         yield batch.start, out, embedded
 
 
-def run_info(loaded: LoadedEncoder, emb_layer: int, emb_mode: str, forward_batch_size: int,
-             amp_dtype: Optional[str]) -> Dict[str, Any]:
+def run_info(loaded: LoadedEncoder, emb_layer: int, emb_mode: str, forward_batch_size: int) -> Dict[str, Any]:
     """What the embedding step did, for provenance."""
+    import torch
+
     return {
         "checkpoint_file": loaded.checkpoint_file,
         "n_layers": loaded.n_layers_total,
@@ -175,5 +209,8 @@ def run_info(loaded: LoadedEncoder, emb_layer: int, emb_mode: str, forward_batch
         "emb_mode": emb_mode,
         "hidden_size": loaded.hidden_size,
         "forward_batch_size": forward_batch_size,
-        "autocast": amp_dtype if loaded.device.startswith("cuda") else None,
+        "precision": loaded.precision,
+        "autocast": None if loaded.precision == "float32" else loaded.precision,
+        "attn_implementation": loaded.attn_implementation,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
     }

@@ -6,25 +6,42 @@ expression stands above that gene's typical level:
 1. each dataset gene is resolved to a vocabulary key (an Ensembl ID without version suffix;
    gene symbols go through the mapping dictionary); columns that resolve to the same key are
    summed, as upstream's ``collapse_gene_ids`` does;
-2. the cell's counts are divided by its total (``obs['n_counts']`` when present, otherwise the sum
-   over *all* of the dataset's genes), scaled by ``target_sum`` (10,000) and divided by each
-   gene's median from the gene median dictionary;
+2. the cell's counts are normalised by its total (``obs['n_counts']`` when present, otherwise the
+   sum over *all* of the dataset's genes), scaled by ``target_sum`` (10,000) and by each gene's
+   median from the gene median dictionary;
 3. genes with a non-zero value are sorted by that value, descending, and mapped to token ids;
 4. the list is cut to the model input size; the 4096-input (gc95M) dictionaries get ``<cls>``
    in front and ``<eos>`` behind (then ``input_size - 2`` genes fit).
 
-The arithmetic follows upstream's (``(x / n_counts) * target_sum / median`` in the same dtypes), so
-the ranks agree with Geneformer's tokenizer to the bit. Two deliberate differences: ties are broken
-by dataset column order (a stable sort; upstream's ``np.argsort`` leaves tie order to the sort
-implementation), and a cell with nothing to rank (no known gene expressed, or a zero total) yields no
-gene tokens instead of ``NaN`` ranks. X is read ``batch_size`` rows at a time and only ever densified
-one batch at a time when it is stored dense, so memory does not grow with the number of cells.
+Cells whose ``obs['filter_pass']`` is present and not equal to 1 are not tokenized (upstream
+leaves them out of its dataset; here they yield no gene tokens, so they keep their row and are
+recorded as not embedded).
+
+**Arithmetic.** Upstream writes ``X / n_counts * target_sum / medians``. On a sparse X (every
+CELLxGENE h5ad) scipy evaluates ``sparse / dense`` as a multiplication by the reciprocal, so the
+values upstream ranks are ``((x * (1 / n)) * target_sum) * (1 / median)``; on a dense X numpy
+divides. The two differ in the last bit often enough to swap near-equal neighbours (a count pair
+such as 22 and 17 on genes with medians 0.7833 and 0.6053 in a cell of 28,856 counts ranks one way
+by division and the other by reciprocal), so the tokenizer applies the same operations, in the same
+dtypes, as upstream does for the way X is stored: reciprocal multiplication for sparse X, division
+for dense X. The ranks then agree with Geneformer's tokenizer to the bit wherever upstream's order
+is defined.
+
+**Ties.** Where two genes of a cell end with exactly equal values, upstream's order is not defined:
+``np.argsort`` (not stable) leaves it to the sort implementation, which differs with array length
+and CPU (numpy dispatches to SIMD sorts). Exact ties come from equal counts on genes with equal
+medians: the real gc95M median dictionary has 9 groups of genes sharing one median (107 genes, the
+largest group 72), gc30M has 11 (22 genes). Here ties are broken by dataset column order (a stable
+sort), and each batch reports which cells' emitted tokens depend on a tie-break (``tied``).
+
+A cell with nothing to rank (no known gene expressed, or a zero total) yields no gene tokens instead
+of ``NaN`` ranks. X is read ``batch_size`` rows at a time and only ever densified one batch at a time
+when it is stored dense, so memory does not grow with the number of cells.
 """
 
 from __future__ import annotations
 
 import logging
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
@@ -46,6 +63,8 @@ TARGET_SUM = 10_000
 ENSEMBL_ID_COLUMN = "ensembl_id"
 #: Column of var that holds gene symbols in CELLxGENE-style datasets.
 SYMBOL_COLUMN = "feature_name"
+#: Column of obs that, when present, selects the cells to tokenize (value 1), as upstream.
+FILTER_PASS_KEY = "filter_pass"
 
 
 def strip_version(gene_id: str) -> str:
@@ -56,11 +75,19 @@ def strip_version(gene_id: str) -> str:
     return gene_id
 
 
+def filter_pass_mask(obs: pd.DataFrame, key: str = FILTER_PASS_KEY) -> Optional[np.ndarray]:
+    """Per cell, whether upstream would tokenize it: ``obs[key] == 1`` (True and 1.0 pass; False,
+    0, NaN and strings do not); ``None`` when the column is absent (every cell passes)."""
+    if not key or key not in obs.columns:
+        return None
+    return np.array([value == 1 for value in obs[key]], dtype=bool)
+
+
 def _load_pickle(path: PathLike) -> Dict[Any, Any]:
-    # The dictionaries are upstream's pickles; they arrive through FETCH_WEIGHTS, whose manifest
-    # checksums them, so they are as trusted as the model weights themselves.
-    with open(path, "rb") as handle:
-        value = pickle.load(handle)
+    # Upstream's pickles; weights may come from a mirror, so only plain data is unpickled.
+    from ...safe_pickle import load_pickle
+
+    value = load_pickle(path)
     if not isinstance(value, dict):
         raise ValueError(f"{path}: expected a pickled dict, found {type(value).__name__}")
     return value
@@ -214,12 +241,16 @@ class TokenizedBatch:
     """Rows ``start .. start + len(input_ids)`` of the dataset, tokenized.
 
     ``n_genes[i]`` counts the gene tokens of cell ``i`` (specials excluded): 0 means the cell
-    had nothing the model knows and must not be embedded.
+    had nothing the model knows (or failed ``filter_pass``) and must not be embedded.
     """
 
     start: int
     input_ids: List[np.ndarray]
     n_genes: np.ndarray
+    #: per cell: the emitted gene order depends on how exact ties are broken (upstream: undefined)
+    tied: Optional[np.ndarray] = None
+    #: per cell: left out by ``obs['filter_pass']``
+    filtered: Optional[np.ndarray] = None
 
     @property
     def stop(self) -> int:
@@ -241,6 +272,7 @@ class RankValueTokenizer:
         target_sum: float = TARGET_SUM,
         n_counts_key: str = "n_counts",
         batch_size: int = 1024,
+        filter_pass_key: Optional[str] = FILTER_PASS_KEY,
     ) -> None:
         self.dictionaries = dictionaries
         self.model_input_size = int(model_input_size)
@@ -256,6 +288,7 @@ class RankValueTokenizer:
         self.target_sum = target_sum
         self.n_counts_key = n_counts_key
         self.batch_size = int(batch_size)
+        self.filter_pass_key = filter_pass_key
 
     # -- planning --------------------------------------------------------------------------
     def plan(self, adata: Any) -> GenePlan:
@@ -283,49 +316,81 @@ class RankValueTokenizer:
         n_counts_obs = None
         if self.n_counts_key and self.n_counts_key in adata.obs.columns:
             n_counts_obs = adata.obs[self.n_counts_key].to_numpy()
+        passing = filter_pass_mask(adata.obs, self.filter_pass_key) if self.filter_pass_key else None
         selector = None
         for start in range(0, n_obs, self.batch_size):
             stop = min(start + self.batch_size, n_obs)
             block = adata.X[start:stop]
-            block = sp.csr_matrix(block)  # dense slices become sparse; sparse ones are not copied
-            if selector is None:
-                selector = self._selector(plan, block.dtype)
+            sparse_source = sp.issparse(block)
             if n_counts_obs is not None:
                 n_counts = np.asarray(n_counts_obs[start:stop])
             else:
-                # Upstream's total: the sum over all of the dataset's genes, not only known ones.
+                # Upstream's total: the sum over all of the dataset's genes (not only known ones),
+                # summed by scipy or numpy as X is stored, in X's dtype.
                 n_counts = np.asarray(block.sum(axis=1)).ravel()
-            yield self._tokenize_block(block @ selector, n_counts, plan, start)
+            block = sp.csr_matrix(block)  # dense slices become sparse; sparse ones are not copied
+            if selector is None:
+                selector = self._selector(plan, block.dtype)
+            yield self._tokenize_block(
+                block @ selector, n_counts, plan, start, reciprocal=sparse_source,
+                passing=None if passing is None else passing[start:stop],
+            )
 
-    def _tokenize_block(self, known, n_counts: np.ndarray, plan: GenePlan, start: int) -> TokenizedBatch:
+    def scale(self, data: np.ndarray, rows: np.ndarray, slots: np.ndarray, n_counts: np.ndarray,
+              medians: np.ndarray, reciprocal: bool = True) -> np.ndarray:
+        """Median-scaled values of the non-zero entries ``data`` (cell ``rows``, gene ``slots``).
+
+        ``reciprocal=True`` is what upstream's ``X / n_counts * target_sum / medians`` computes on a
+        sparse X (scipy multiplies by ``1 / n`` and ``1 / median``); ``False``, what it computes on a
+        dense X (numpy divides). Dtypes follow numpy's promotion as upstream's do.
+        """
+        n_counts = np.asarray(n_counts)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if reciprocal:
+                return (data * np.divide(1, n_counts)[rows]) * self.target_sum * np.divide(1, medians)[slots]
+            return (data / n_counts[rows]) * self.target_sum / medians[slots]
+
+    def _tokenize_block(self, known, n_counts: np.ndarray, plan: GenePlan, start: int,
+                        reciprocal: bool = True, passing: Optional[np.ndarray] = None) -> TokenizedBatch:
         known = known.tocsr()
         known.sum_duplicates()  # sorts indices too: tie order = first-appearance column order
         known.eliminate_zeros()
         n_rows = known.shape[0]
         row_nnz = np.diff(known.indptr)
         rows = np.repeat(np.arange(n_rows), row_nnz)
-        # Same operations and dtypes as upstream: (x / n_counts) * target_sum / median.
-        per_entry_total = np.repeat(n_counts, row_nnz)
-        values = (known.data / per_entry_total) * self.target_sum / plan.medians[known.indices]
+        values = self.scale(known.data, rows, known.indices, n_counts, plan.medians, reciprocal)
         usable = np.isfinite(values) & (values != 0)
         bad_rows = np.unique(rows[~usable]) if not usable.all() else np.empty(0, dtype=np.int64)
         # A row with a zero or missing total has no meaningful ranks: it gets no genes at all.
         keep = usable & ~np.isin(rows, bad_rows)
+        filtered = np.zeros(n_rows, dtype=bool) if passing is None else ~np.asarray(passing, dtype=bool)
+        if filtered.any():
+            keep &= ~filtered[rows]
         rows, values, slots = rows[keep], values[keep], known.indices[keep]
         order = np.lexsort((-values, rows))  # by row, then value descending; stable for ties
         tokens = plan.tokens[slots[order]]
         counts = np.bincount(rows, minlength=n_rows)
         bounds = np.concatenate([[0], np.cumsum(counts)])
-        input_ids: List[np.ndarray] = []
         n_genes = np.minimum(counts, self.max_genes)
+        # An exact tie matters when it touches the emitted window: sorted neighbours p, p+1 of one
+        # cell with equal values and p inside the window (p + 1 may be the first one cut off).
+        sorted_rows, sorted_values = rows[order], values[order]
+        equal_next = (sorted_rows[1:] == sorted_rows[:-1]) & (sorted_values[1:] == sorted_values[:-1])
+        position = np.arange(len(order)) - bounds[sorted_rows]
+        tied_rows = sorted_rows[:-1][equal_next & (position[:-1] < self.max_genes)]
+        tied = np.zeros(n_rows, dtype=bool)
+        tied[tied_rows] = True
+        input_ids: List[np.ndarray] = []
         for i in range(n_rows):
             genes = tokens[bounds[i]: bounds[i] + n_genes[i]]
             if self.special_token:
                 genes = np.concatenate([[self.cls_id], genes, [self.eos_id]])
             input_ids.append(np.ascontiguousarray(genes, dtype=np.int64))
+        bad_rows = bad_rows[~filtered[bad_rows]] if len(bad_rows) else bad_rows
         if len(bad_rows):
             logger.warning("%d cell(s) from row %d have a zero or non-finite total count", len(bad_rows), start)
-        return TokenizedBatch(start=start, input_ids=input_ids, n_genes=n_genes.astype(np.int64))
+        return TokenizedBatch(start=start, input_ids=input_ids, n_genes=n_genes.astype(np.int64),
+                              tied=tied, filtered=filtered)
 
     def tokenize(self, adata: Any) -> List[np.ndarray]:
         """Every cell's token ids, in dataset order (convenience; keeps all cells in memory)."""

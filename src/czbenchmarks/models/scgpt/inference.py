@@ -161,7 +161,7 @@ def load_scgpt(model_dir: Path | str, device: str = "cpu") -> ScGPTModel:
     vocab.set_default_index(vocab["<pad>"])
 
     model = build_transformer(vocab, configs)
-    state = torch.load(model_dir / "best_model.pt", map_location="cpu")
+    state = torch.load(model_dir / "best_model.pt", map_location="cpu", weights_only=True)
     # Checkpoints trained with flash-attn name the fused projection "Wqkv"; load_pretrained renames it.
     renamed = {k.replace("Wqkv.", "in_proj_"): v for k, v in state.items()}
     expected = model.state_dict()

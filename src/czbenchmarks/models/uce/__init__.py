@@ -3,7 +3,8 @@
 The network and the cell-sentence construction come from the ``uce-model`` package; loading is
 the project's own (:mod:`.inference`): explicit paths, no downloads, dimensions from
 ``containers/uce/config.yaml`` overridable by a weights folder's ``uce_config.json``
-(:mod:`.config`), and the species taken from the dataset's organism (:mod:`.species`).
+(:mod:`.config`), and the species taken from the dataset's organism or, as czbenchmarks does,
+always human (:mod:`.species`).
 Importing this package is cheap: torch and uce load inside the functions that use them.
 ``bin/uce_model.py`` is the pipeline's entry point.
 """
@@ -32,9 +33,14 @@ from .inference import (
     species_gene_order,
     token_table,
 )
-from .species import PROTEIN_EMBEDDING_FILES, SPECIES_BY_ORGANISM, species_for_organism
-
-
+from .species import (
+    PROTEIN_EMBEDDING_FILES,
+    REFERENCE_SPECIES,
+    SPECIES_BY_ORGANISM,
+    SPECIES_MODES,
+    species_for_mode,
+    species_for_organism,
+)
 
 __all__ = [
     "CONFIG_ENV",
@@ -45,7 +51,9 @@ __all__ = [
     "MODEL_FILES_DIR",
     "OVERRIDE_FILE",
     "PROTEIN_EMBEDDING_FILES",
+    "REFERENCE_SPECIES",
     "SPECIES_BY_ORGANISM",
+    "SPECIES_MODES",
     "UceEmbedding",
     "cells_per_gene",
     "checkpoint_dims",
@@ -56,6 +64,7 @@ __all__ = [
     "load_uce",
     "plan_genes",
     "read_overrides",
+    "species_for_mode",
     "species_for_organism",
     "species_gene_order",
     "token_table",

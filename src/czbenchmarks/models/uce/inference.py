@@ -10,9 +10,11 @@ What differs from UCE's ``uce-eval-single-anndata`` (the reference's path):
 
 * the species follows the dataset's organism (the reference always used ``human``);
 * cells UCE's ``filter`` step drops (fewer than ``min_genes`` expressed genes among the genes
-  expressed in at least ``min_cells`` cells), and cells with no count on any gene UCE can embed
-  (UCE itself fails on those), keep their row: the result is aligned to the input cells, with
-  ``embedded`` False and NaN there;
+  expressed in at least ``min_cells`` cells), cells with no count on any gene UCE can embed, and
+  cells whose sampled sentence does not fit ``pad_length`` (UCE itself fails on the last two) keep
+  their row: the result is aligned to the input cells, with ``embedded`` False and NaN there. The
+  sentence length is checked per cell, after sampling (1 + ``sample_size`` + 2 per chromosome the
+  sampled genes fall on), not over the chromosomes of the whole dataset;
 * the gene sampling is seeded (``numpy``'s global generator, seeded once per run, consumed in
   cell order exactly as UCE's data loader does, then restored);
 * X is read in row chunks (backed h5ad) instead of being written to an int64 memmap.
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import pickle
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ...safe_pickle import load_pickle
 from .config import MODEL_FILES_DIR
 from .species import PROTEIN_EMBEDDING_FILES
 
@@ -241,8 +243,9 @@ def plan_genes(symbols: Sequence[str], species: str, model_files: Union[str, Pat
     """
     get_spec_chrom_csv = import_uce().data_proc.data_utils.get_spec_chrom_csv
     model_files = Path(model_files)
-    with open(model_files / "species_offsets.pkl", "rb") as handle:
-        offsets = pickle.load(handle)
+    offsets = load_pickle(model_files / "species_offsets.pkl")
+    if not isinstance(offsets, dict):
+        raise ValueError(f"{model_files / 'species_offsets.pkl'}: expected a dict species -> offset")
     if species not in offsets:
         raise ValueError(f"species_offsets.pkl has no offset for {species}")
     order = {gene: i for i, gene in enumerate(species_gene_order(model_files, species))}
@@ -325,6 +328,12 @@ class _SeededNumpy:
         np.random.set_state(self.saved)
 
 
+def sentence_length(sample_size: int, n_chromosomes: int) -> int:
+    """Tokens of a UCE cell sentence: ``<cls>``, the sampled genes, and an open and a close token
+    around each chromosome the sampled genes fall on."""
+    return 1 + int(sample_size) + 2 * int(n_chromosomes)
+
+
 def sentence_args(settings: Dict[str, Any]) -> argparse.Namespace:
     """The namespace UCE's sampler and collator read."""
     keys = ("pad_length", "sample_size", "cls_token_idx", "CHROM_TOKEN_OFFSET", "pad_token_idx",
@@ -342,11 +351,13 @@ def embed_matrix(
 ) -> UceEmbedding:
     """Embed every row of ``X`` (raw counts; in memory or backed) with UCE.
 
-    Cells UCE filters out, and cells with no count on an embeddable gene, get a NaN row and
-    ``embedded`` False; the others are embedded in input order, ``batch_size`` per forward pass.
+    Cells UCE filters out, cells with no count on an embeddable gene, and cells whose sampled
+    sentence is longer than ``pad_length`` (its genes fall on too many chromosomes: more than
+    ``(pad_length - 1 - sample_size) / 2``, 255 for the real settings) get a NaN row and ``embedded``
+    False; the others are embedded in input order, ``batch_size`` per forward pass.
 
     Raises:
-        ValueError: no gene is embeddable, or ``pad_length`` cannot hold a sentence.
+        ValueError: no gene is embeddable, or ``pad_length`` cannot hold even a one-chromosome sentence.
     """
     import torch
     from torch import nn
@@ -366,13 +377,20 @@ def embed_matrix(
         raise ValueError(
             f"no embeddable gene is expressed in at least {settings['min_cells']} cells "
             f"({int(plan.embeddable.sum())} genes have {plan.species} protein embeddings)")
-    n_chroms = int(np.unique(plan.chrom[used]).size)
-    need = 1 + settings["sample_size"] + 2 * n_chroms
-    if settings["pad_length"] < need:
-        raise ValueError(f"pad_length {settings['pad_length']} cannot hold a sentence of {need} tokens "
-                         f"(sample_size {settings['sample_size']}, {n_chroms} chromosomes)")
+    pad_length = settings["pad_length"]
+    shortest = sentence_length(settings["sample_size"], 1)
+    if pad_length < shortest:
+        raise ValueError(f"pad_length {pad_length} cannot hold even a one-chromosome sentence of {shortest} tokens "
+                         f"(sample_size {settings['sample_size']})")
     pass_cols = np.flatnonzero(gene_pass)
     args = sentence_args(settings)
+    # A sentence's length depends on the chromosomes its sampled genes fall on, known only after
+    # sampling. When the dataset's genes span more chromosomes than pad_length allows, sentences are
+    # drawn into a buffer long enough for any draw (the draws themselves do not depend on its size),
+    # then cut back to pad_length; a cell whose sentence is longer (UCE itself would fail) is dropped.
+    n_chroms = int(np.unique(plan.chrom[used]).size)
+    longest = sentence_length(settings["sample_size"], min(n_chroms, settings["sample_size"]))
+    wide_args = argparse.Namespace(**{**vars(args), "pad_length": longest}) if longest > pad_length else args
     collate = eval_data.MultiDatasetSentenceCollator(args)
     name = "dataset"
     pe_idx = {name: torch.tensor(plan.token_idx[used]).long()}
@@ -383,7 +401,7 @@ def embed_matrix(
 
     embedding = np.full((n_cells, settings["output_dim"]), np.nan, dtype=np.float32)
     embedded = np.zeros(n_cells, dtype=bool)
-    dropped_min_genes = dropped_no_gene = 0
+    dropped_min_genes = dropped_no_gene = dropped_too_long = 0
     pending: List[Tuple[Any, ...]] = []
 
     def flush() -> None:
@@ -415,8 +433,13 @@ def embed_matrix(
                 weights = torch.log1p(counts)
                 weights = weights / torch.sum(weights)
                 sentence, mask, seq_len, cell_sentence = sample_cell_sentences(
-                    counts, weights, name, args, dataset_to_protein_embeddings=pe_idx,
+                    counts, weights, name, wide_args, dataset_to_protein_embeddings=pe_idx,
                     dataset_to_chroms=chroms, dataset_to_starts=starts)
+                if seq_len > pad_length:
+                    dropped_too_long += 1
+                    continue
+                if wide_args is not args:  # past seq_len the buffer holds only padding: cut it back
+                    sentence, mask, cell_sentence = (t[:, :pad_length] for t in (sentence, mask, cell_sentence))
                 pending.append((sentence, mask, start + int(offset), seq_len, cell_sentence))
                 if len(pending) == batch_size:
                     flush()
@@ -431,5 +454,8 @@ def embed_matrix(
         "n_cells_embedded": int(embedded.sum()),
         "n_cells_dropped_min_genes": dropped_min_genes,
         "n_cells_dropped_no_embeddable_gene": dropped_no_gene,
+        "n_cells_dropped_sentence_too_long": dropped_too_long,
+        "n_chromosomes_used": n_chroms,
+        "max_chromosomes_per_sentence": (pad_length - 1 - settings["sample_size"]) // 2,
     }
     return UceEmbedding(embedding, embedded, stats)

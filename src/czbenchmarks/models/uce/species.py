@@ -1,14 +1,15 @@
 """Which UCE species (and protein-embedding file) a dataset's organism uses.
 
 The reference embedded every dataset as ``human`` whatever its organism; here the species
-follows ``--organism``. UCE knows eight species, each with an ESM2 protein-embedding file in
+follows ``--organism`` by default (``species_mode="organism"``), and ``species_mode="czbenchmarks"``
+reproduces the reference (every organism through the human protein embeddings). UCE knows eight species, each with an ESM2 protein-embedding file in
 ``model_files/protein_embeddings/`` (a dict gene symbol -> vector) and a block of rows in
 ``all_tokens.torch`` starting at ``species_offsets.pkl[species]``.
 """
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Tuple
 
 from ...datasets.types import Organism
 
@@ -49,3 +50,22 @@ def species_for_organism(organism: Organism | str) -> str:
     except KeyError:
         known = ", ".join(o.name for o in SPECIES_BY_ORGANISM)
         raise ValueError(f"UCE has no protein embeddings for {organism.name}; it knows: {known}") from None
+
+
+#: How the species is chosen: the dataset's organism (default), or always human as czbenchmarks does.
+SPECIES_MODES: Tuple[str, ...] = ("organism", "czbenchmarks")
+#: The species czbenchmarks' UCE embeds every dataset as.
+REFERENCE_SPECIES = "human"
+
+
+def species_for_mode(organism: Organism | str, mode: str = "organism") -> str:
+    """UCE's species for a dataset of ``organism`` under ``mode`` (see :data:`SPECIES_MODES`).
+
+    Raises:
+        ValueError: unknown mode, or (mode ``organism``) an organism UCE has no embeddings for.
+    """
+    if mode not in SPECIES_MODES:
+        raise ValueError(f"species_mode must be one of {SPECIES_MODES}, not {mode!r}")
+    if mode == "czbenchmarks":
+        return REFERENCE_SPECIES
+    return species_for_organism(organism)

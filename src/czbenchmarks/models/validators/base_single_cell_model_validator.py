@@ -21,8 +21,8 @@ def read_vocabulary(path: Union[str, os.PathLike]) -> Set[str]:
     """The gene names of a vocabulary file.
 
     Formats: ``.json`` (a list, or a dict whose keys are the genes, as scGPT's ``vocab.json``),
-    ``.pkl``/``.pickle`` (a dict or list, as Geneformer's token dictionary — only for files
-    shipped with the model's own weights), ``.csv``/``.tsv`` (the first column, header skipped
+    ``.pkl``/``.pickle`` (a dict or list, as Geneformer's token dictionary; plain data only,
+    see :func:`czbenchmarks.safe_pickle.load_pickle`), ``.csv``/``.tsv`` (the first column, header skipped
     when it is not a gene), anything else: one gene per line. Optionally gzip-compressed.
     """
     import gzip
@@ -32,11 +32,9 @@ def read_vocabulary(path: Union[str, os.PathLike]) -> Set[str]:
     name = path.name[:-3] if path.name.endswith(".gz") else path.name
     opener = gzip.open if path.name.endswith(".gz") else open
     if name.endswith((".pkl", ".pickle")):
-        import pickle
+        from ...safe_pickle import load_pickle
 
-        with opener(path, "rb") as handle:
-            data = pickle.load(handle)  # noqa: S301 - the model's own weights
-        return {str(k) for k in data}
+        return {str(k) for k in load_pickle(path, opener)}
     with opener(path, "rt") as handle:
         text = handle.read()
     if name.endswith(".json"):
