@@ -148,7 +148,6 @@ def load_uce(weights_dir: Union[str, Path], settings: Dict[str, Any], device: st
         ValueError: the checkpoint does not match the settings' dimensions, or has keys the
             network lacks, or lacks keys other than the unused prediction head.
     """
-    import torch
     from torch import nn
 
     TransformerModel = import_uce().model.TransformerModel
