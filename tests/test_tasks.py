@@ -196,6 +196,103 @@ def test_label_prediction_equals_sklearn_cross_validate(blobs):
             assert by[(f"mean_fold_{score}", name)] == pytest.approx(scores[f"test_{score}"].mean())
 
 
+def _dense_and_sparse_rows(X_sparse, labels, seed):
+    from czbenchmarks.tasks.label_prediction import cross_validation_table
+
+    dense, _ = cross_validation_table(X_sparse.toarray(), labels, random_seed=seed)
+    sparse, info = cross_validation_table(X_sparse, labels, random_seed=seed)
+    return dense, sparse, info
+
+
+def test_sparse_label_prediction_equals_the_dense_pipelines_on_the_test_data():
+    """The raw-expression baseline without densifying X: every classifier x fold score as the dense run's."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    adata = ad.read_h5ad(TEST_H5AD)
+    assert sp.issparse(adata.X)
+    dense, sparse, info = _dense_and_sparse_rows(sp.csr_matrix(adata.X, dtype=np.float32),
+                                                 adata.obs["cell_type"].to_numpy(), seed=42)
+    assert info["n_classes"] == 9 and len(sparse) == 15  # CD4+/CD45RA+ (8 cells) dropped
+    assert [(r["classifier"], r["fold"]) for r in sparse] == [(r["classifier"], r["fold"]) for r in dense]
+    for got, want in zip(sparse, dense):
+        assert got == pytest.approx(want, abs=1e-12), got["classifier"]
+
+
+def test_sparse_label_prediction_equals_dense_for_two_classes_and_constant_genes():
+    """Synthetic counts, binary labels (the binomial loss and its ``Z.T @ g`` product), an all-zero and a
+    constant gene (scale 1, as StandardScaler), several library sizes."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(5)
+    n, genes = 240, 60
+    labels = np.repeat(["a", "b"], n // 2)
+    rates = rng.gamma(0.3, 2.0, size=(2, genes))
+    counts = rng.poisson(rates[(labels == "b").astype(int)] * rng.uniform(0.5, 2.0, size=(n, 1)))
+    counts[:, 0] = 0
+    counts[:, 1] = 3
+    X = sp.csr_matrix(counts.astype(np.float32))
+    assert X.nnz < 0.6 * n * genes
+    dense, sparse, info = _dense_and_sparse_rows(X, labels, seed=11)
+    assert info["n_classes"] == 2
+    for got, want in zip(sparse, dense):
+        assert got == pytest.approx(want, abs=1e-12), got["classifier"]
+    assert 0.5 < np.mean([r["accuracy"] for r in sparse]) <= 1.0  # the classes are learnable, not a constant
+
+
+def test_sparse_logistic_regression_is_the_dense_pipelines_model():
+    """Same iterations and the same probabilities as StandardScaler + LogisticRegression on dense X."""
+    import warnings
+
+    import scipy.sparse as sp
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from czbenchmarks.tasks.label_prediction import SparseStandardizedLogisticRegression
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 4, 400)
+    X = sp.random(400, 300, density=0.05, random_state=3, format="csr", dtype=np.float32)
+    X = X + sp.csr_matrix((np.ones(400, dtype=np.float32) * 5, (np.arange(400), y)), shape=(400, 300))
+    X = sp.csr_matrix(X, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        dense = make_pipeline(StandardScaler(), LogisticRegression()).fit(X.toarray(), y)
+        sparse = SparseStandardizedLogisticRegression().fit(X, y)
+    assert sparse.n_iter_.tolist() == dense[-1].n_iter_.tolist()
+    np.testing.assert_allclose(sparse.predict_proba(X[:50]), dense.predict_proba(X[:50].toarray()), atol=1e-5)
+    with pytest.raises(TypeError, match="sparse"):
+        SparseStandardizedLogisticRegression().fit(X.toarray(), y)
+
+
+def test_evaluate_raw_expression_label_prediction_keeps_x_sparse(monkeypatch):
+    """EVALUATE's raw-expression baseline hands label prediction the CSR X (not a dense copy), same numbers."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    from czbenchmarks.tasks import label_prediction
+    from czbenchmarks.tasks.evaluate import evaluate
+
+    seen = []
+    real = label_prediction.cross_validation_table
+
+    def spy(features, *args, **kwargs):
+        seen.append(sp.issparse(features))
+        return real(features, *args, **kwargs)
+
+    monkeypatch.setattr(label_prediction, "cross_validation_table", spy)
+    doc = evaluate("label_prediction", [TEST_H5AD], ["pbmc68k"], "baseline", label_key="cell_type",
+                   variant="raw_expression", input_kind="expression", seed=42)
+    assert doc["status"] == "ok", doc.get("error")
+    assert seen == [True]
+    adata = ad.read_h5ad(TEST_H5AD)
+    dense = label_prediction.label_prediction_task(adata.X.toarray().astype(np.float32),
+                                                   adata.obs["cell_type"].astype(str).to_numpy(), random_seed=42)
+    assert [m["value"] for m in doc["metrics"]] == pytest.approx([m.value for m in dense], abs=1e-12)
+
+
 def test_perturbation_metrics_equal_sklearn_scipy_scanpy():
     import anndata as ad
     import scanpy as sc

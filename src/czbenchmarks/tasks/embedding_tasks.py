@@ -118,7 +118,9 @@ def run_embedding_task(
         raise ValueError(f"only {int(keep.sum())} labelled, embedded cells: too few to score")
     labels = obs[label_key].astype(str).to_numpy()[keep]
     batch = obs[batch_key].astype(str).to_numpy()[keep] if batch_key else None
-    metrics = TASKS[task](embedding[keep], labels, batch=batch, random_seed=seed)
+    # A sparse raw-expression X is not copied when every cell is scored.
+    scored = embedding if keep.all() else embedding[keep]
+    metrics = TASKS[task](scored, labels, batch=batch, random_seed=seed)
     params: Dict[str, Any] = {"label_key": label_key}
     if batch_key:
         params["batch_key"] = batch_key
