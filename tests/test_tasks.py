@@ -126,6 +126,101 @@ def test_entropy_per_cell_matches_a_direct_computation(blobs):
     assert entropy_per_cell(sep, np.repeat(["x", "y"], 250)) == pytest.approx(0.0, abs=1e-12)
 
 
+@pytest.fixture(scope="module")
+def many_cells():
+    """3,000 cells x 20 dims, 8 overlapping labels, 3 batches: big enough to force the scaled paths."""
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 8, 3000)
+    batch = rng.integers(0, 3, 3000)
+    X = rng.normal(0, 1.5, size=(8, 20))[labels] + rng.normal(0, 0.4, size=(3, 20))[batch]
+    X = (X + rng.normal(0, 1, size=(3000, 20))).astype(np.float32)
+    return X, np.array([f"t{i}" for i in labels]), np.array([f"b{i}" for i in batch])
+
+
+def test_below_the_thresholds_the_metrics_are_the_exact_ones_and_say_so(blobs):
+    from czbenchmarks.tasks import metrics
+
+    X, labels, batch = blobs
+    record = {}
+    dist, idx = metrics.knn(X, 20, include_self=True, record=record)
+    want_dist, want_idx = metrics.exact_knn(X, 20, include_self=True)
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(dist, want_dist)
+    assert record == {"method": "exact", "n_cells": 300, "k": 20}
+    record = {}
+    assert metrics.silhouette_label(X, labels, record=record) == (np.mean(metrics.silhouette_samples(X, labels)) + 1) / 2
+    assert record == {"method": "exact", "n_cells": 300}
+    record = {}
+    metrics.silhouette_batch(X, labels, batch, record=record)
+    assert record == {"method": "exact", "n_cells": 300}
+    assert 300 <= metrics.KNN_EXACT_MAX_CELLS and 300 <= metrics.SILHOUETTE_EXACT_MAX_CELLS
+
+
+def test_metric_entries_record_their_computation_and_keep_the_reference_params(blobs):
+    from czbenchmarks.tasks.embedding_tasks import run_embedding_task
+
+    X, labels, batch = blobs
+    obs = pd.DataFrame({"cell_type": labels, "batch": batch})
+    body = run_embedding_task("integration", obs, X, "cell_type", seed=3, batch_key="batch")
+    by = {m["metric_type"]: m for m in body["metrics"]}
+    assert by["entropy_per_cell"]["params"] == {} and by["batch_silhouette"]["params"] == {}
+    assert by["entropy_per_cell"]["computation"] == {"method": "exact", "n_cells": 300, "k": 200}
+    assert by["batch_silhouette"]["computation"]["method"] == "exact"
+    body = run_embedding_task("clustering", obs, X, "cell_type", seed=3)
+    assert all(m["computation"] == {"method": "exact", "n_cells": 300, "k": 15} for m in body["metrics"])
+
+
+def test_exact_knn_and_silhouette_of_chosen_rows_equal_the_full_results(many_cells):
+    from czbenchmarks.tasks.metrics import exact_knn, silhouette_of_rows, silhouette_samples
+
+    X, labels, _ = many_cells
+    rows = np.array([0, 7, 999, 1500, 2999])
+    full_d, full_i = exact_knn(X, 12, include_self=False)
+    d, i = exact_knn(X, 12, include_self=False, rows=rows)
+    np.testing.assert_array_equal(i, full_i[rows])
+    np.testing.assert_allclose(d, full_d[rows])
+    np.testing.assert_allclose(silhouette_of_rows(X, labels, rows, block=2), silhouette_samples(X, labels)[rows],
+                               atol=1e-6)
+
+
+def test_above_the_knn_threshold_pynndescent_neighbours_are_used_with_their_recall(many_cells):
+    from czbenchmarks.tasks.metrics import entropy_per_cell, exact_knn, knn, neighbourhood_entropy
+
+    X, _, batch = many_cells
+    record = {}
+    dist, idx = knn(X, 30, include_self=True, random_seed=4, max_exact_cells=1000, record=record)
+    assert record["method"] == "approximate" and record["library"].startswith("pynndescent")
+    assert record["recall_sample"] == 1000 and record["k"] == 30 and record["seed"] == 4
+    _, exact = exact_knn(X, 30, include_self=True)
+    true_recall = np.mean([len(np.intersect1d(a, b)) / 30 for a, b in zip(idx, exact)])
+    assert record["recall_at_k"] >= 0.9
+    assert abs(record["recall_at_k"] - true_recall) < 0.02  # the sample's recall estimates all cells'
+    assert (idx[:, 0] == np.arange(3000)).all() and (np.diff(dist, axis=1) >= -1e-6).all()
+    record = {}
+    approx = entropy_per_cell(X, batch, n_neighbors=30, random_seed=4, max_exact_cells=1000, record=record)
+    assert record["method"] == "approximate"
+    assert approx == pytest.approx(neighbourhood_entropy(exact, batch), abs=0.01)
+
+
+def test_above_the_silhouette_threshold_the_sampled_interval_holds_the_exact_value(many_cells):
+    from czbenchmarks.tasks.metrics import silhouette_batch, silhouette_label
+
+    X, labels, batch = many_cells
+    exact = silhouette_label(X, labels)
+    record = {}
+    sampled = silhouette_label(X, labels, random_seed=9, max_exact_cells=1000, sample_cells=600, record=record)
+    assert record["method"] == "sampled" and record["n_sampled"] == 600 and record["seed"] == 9
+    low, high = record["ci95"]
+    assert low < exact < high and low < sampled < high and high - low < 0.05
+    assert sampled != exact  # really the sample
+    exact_batch = silhouette_batch(X, labels, batch)
+    record = {}
+    sampled_batch = silhouette_batch(X, labels, batch, random_seed=9, max_exact_cells=300, sample_cells=150,
+                                     record=record)
+    assert record["method"] == "sampled" and record["labels_sampled"] == 8 and record["n_sampled"] == 8 * 150
+    assert record["ci95"][0] < exact_batch < record["ci95"][1] and sampled_batch != exact_batch
+
+
 def test_exact_knn_transformer_gives_scanpys_sklearn_graph(blobs):
     import anndata as ad
     import scanpy as sc
