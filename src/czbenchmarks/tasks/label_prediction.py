@@ -206,7 +206,7 @@ def cross_validation_table(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             scores = cross_validate(clf, X, codes, cv=folds, scoring=scorers(n_classes))
-        for fold in range(n_folds):
+        for fold in range(len(scores["fit_time"])):
             rows.append({"classifier": name, "fold": fold, **{s: float(scores[f"test_{s}"][fold]) for s in SCORES}})
     info = {"n_classes": int(n_classes), "n_cells_used": int(len(codes)), "classes": [str(c) for c in y.categories]}
     return rows, info
