@@ -124,6 +124,8 @@ else:
     X = a.X.toarray().astype(np.float32)
     metrics = [m.to_dict() for m in lp.label_prediction_task(X, a.obs["cell_type"].astype(str).to_numpy())]
 times["total"] = time.perf_counter() - t0
+usage = resource.getrusage(resource.RUSAGE_SELF)
+times["cpu"] = usage.ru_utime + usage.ru_stime
 print(json.dumps({"times": times, "metrics": metrics,
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """

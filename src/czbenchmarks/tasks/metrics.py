@@ -34,11 +34,13 @@ import numpy as np
 
 from .constants import ENTROPY_N_NEIGHBORS, FLAVOR, N_ITERATIONS, N_NEIGHBORS, RANDOM_SEED
 
-#: Largest number of cells whose kNN is computed exactly (exact kNN is O(n²): ~1.5 min at this size on
-#: 2 cores for k = 200); above it, pynndescent's approximate neighbours.
+#: Largest number of cells whose kNN is computed exactly (exact kNN is O(n²): at this size ~1.5 min for
+#: k = 90 and ~3 min for k = 200 on 2 quiet cores, bench/README.md); above it, pynndescent's neighbours.
 KNN_EXACT_MAX_CELLS = 200_000
 #: Cells (seeded random) whose exact neighbours measure the approximate kNN's recall@k.
 KNN_RECALL_SAMPLE = 1_000
+#: Neighbours the approximate graph is built with at least (pynndescent's default); the first k are used.
+APPROXIMATE_KNN_MIN_GRAPH = 30
 #: Largest number of cells (per label for the batch silhouette) whose silhouette is computed over all
 #: cells (O(n²): ~45 s at this size on 2 cores); above it, a seeded random sample of cells is averaged.
 SILHOUETTE_EXACT_MAX_CELLS = 200_000
@@ -387,14 +389,19 @@ def approximate_knn(
     X = np.ascontiguousarray(X, dtype=np.float32)
     n = X.shape[0]
     k = min(n_neighbors, n - (0 if include_self else 1))
-    index = NNDescent(X, n_neighbors=k + (0 if include_self else 1), metric="euclidean",
-                      random_state=random_seed, n_jobs=_n_threads(n_threads), low_memory=True)
+    # The graph is built with at least pynndescent's default 30 neighbours: a 15-NN graph built as such
+    # recalls only ~0.89 of the true neighbours on 50-dim data (bench/bench_metrics_scale.py), one of 30 more.
+    index = NNDescent(X, n_neighbors=max(k + (0 if include_self else 1), APPROXIMATE_KNN_MIN_GRAPH),
+                      metric="euclidean", random_state=random_seed, n_jobs=_n_threads(n_threads), low_memory=True)
     indices, distances = index.neighbor_graph
     indices = np.asarray(indices, dtype=np.int64)
     distances = np.asarray(distances, dtype=np.float64)
-    idx_out = np.empty((n, k), dtype=np.int64)
-    dist_out = np.empty((n, k), dtype=np.float64)
-    for i in range(n):  # drop self (and pynndescent's -1 padding), then put self first if asked
+    # Most rows come back as [self, others...]: taken as they are; the rest are rebuilt one by one.
+    first = 0 if include_self else 1
+    idx_out = np.ascontiguousarray(indices[:, first:first + k])
+    dist_out = np.ascontiguousarray(distances[:, first:first + k])
+    regular = (indices[:, 0] == np.arange(n)) & (indices >= 0).all(axis=1)
+    for i in np.flatnonzero(~regular):  # drop self (and pynndescent's -1 padding), then put self first if asked
         keep = (indices[i] != i) & (indices[i] >= 0)
         others, others_d = indices[i][keep], distances[i][keep]
         if include_self:
