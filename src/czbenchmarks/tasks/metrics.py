@@ -553,8 +553,8 @@ def leiden_clusters(
 
     adata = ad.AnnData(obs=pd.DataFrame(index=[str(i) for i in range(embedding.shape[0])]))
     adata.obsm["emb"] = np.asarray(embedding, dtype=np.float32)
-    sc.pp.neighbors(adata, use_rep="emb", random_state=random_seed, transformer=ExactKNNTransformer(n_neighbors, max_exact_cells=max_exact_cells, random_seed=random_seed,
-                                                    record=record))
+    graph = ExactKNNTransformer(n_neighbors, max_exact_cells=max_exact_cells, random_seed=random_seed, record=record)
+    sc.pp.neighbors(adata, use_rep="emb", random_state=random_seed, transformer=graph)
     sc.tl.leiden(
         adata, flavor=flavor, n_iterations=n_iterations, resolution=resolution,
         random_state=random_seed, key_added="leiden", directed=False,
