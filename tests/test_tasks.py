@@ -127,6 +127,101 @@ def test_entropy_per_cell_matches_a_direct_computation(blobs):
     assert entropy_per_cell(sep, np.repeat(["x", "y"], 250)) == pytest.approx(0.0, abs=1e-12)
 
 
+@pytest.fixture(scope="module")
+def many_cells():
+    """3,000 cells x 20 dims, 8 overlapping labels, 3 batches: big enough to force the scaled paths."""
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 8, 3000)
+    batch = rng.integers(0, 3, 3000)
+    X = rng.normal(0, 1.5, size=(8, 20))[labels] + rng.normal(0, 0.4, size=(3, 20))[batch]
+    X = (X + rng.normal(0, 1, size=(3000, 20))).astype(np.float32)
+    return X, np.array([f"t{i}" for i in labels]), np.array([f"b{i}" for i in batch])
+
+
+def test_below_the_thresholds_the_metrics_are_the_exact_ones_and_say_so(blobs):
+    from czbenchmarks.tasks import metrics
+
+    X, labels, batch = blobs
+    record = {}
+    dist, idx = metrics.knn(X, 20, include_self=True, record=record)
+    want_dist, want_idx = metrics.exact_knn(X, 20, include_self=True)
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(dist, want_dist)
+    assert record == {"method": "exact", "n_cells": 300, "k": 20}
+    record = {}
+    assert metrics.silhouette_label(X, labels, record=record) == (np.mean(metrics.silhouette_samples(X, labels)) + 1) / 2
+    assert record == {"method": "exact", "n_cells": 300}
+    record = {}
+    metrics.silhouette_batch(X, labels, batch, record=record)
+    assert record == {"method": "exact", "n_cells": 300}
+    assert 300 <= metrics.KNN_EXACT_MAX_CELLS and 300 <= metrics.SILHOUETTE_EXACT_MAX_CELLS
+
+
+def test_metric_entries_record_their_computation_and_keep_the_reference_params(blobs):
+    from czbenchmarks.tasks.embedding_tasks import run_embedding_task
+
+    X, labels, batch = blobs
+    obs = pd.DataFrame({"cell_type": labels, "batch": batch})
+    body = run_embedding_task("integration", obs, X, "cell_type", seed=3, batch_key="batch")
+    by = {m["metric_type"]: m for m in body["metrics"]}
+    assert by["entropy_per_cell"]["params"] == {} and by["batch_silhouette"]["params"] == {}
+    assert by["entropy_per_cell"]["computation"] == {"method": "exact", "n_cells": 300, "k": 200}
+    assert by["batch_silhouette"]["computation"]["method"] == "exact"
+    body = run_embedding_task("clustering", obs, X, "cell_type", seed=3)
+    assert all(m["computation"] == {"method": "exact", "n_cells": 300, "k": 15} for m in body["metrics"])
+
+
+def test_exact_knn_and_silhouette_of_chosen_rows_equal_the_full_results(many_cells):
+    from czbenchmarks.tasks.metrics import exact_knn, silhouette_of_rows, silhouette_samples
+
+    X, labels, _ = many_cells
+    rows = np.array([0, 7, 999, 1500, 2999])
+    full_d, full_i = exact_knn(X, 12, include_self=False)
+    d, i = exact_knn(X, 12, include_self=False, rows=rows)
+    np.testing.assert_array_equal(i, full_i[rows])
+    np.testing.assert_allclose(d, full_d[rows])
+    np.testing.assert_allclose(silhouette_of_rows(X, labels, rows, block=2), silhouette_samples(X, labels)[rows],
+                               atol=1e-6)
+
+
+def test_above_the_knn_threshold_pynndescent_neighbours_are_used_with_their_recall(many_cells):
+    from czbenchmarks.tasks.metrics import entropy_per_cell, exact_knn, knn, neighbourhood_entropy
+
+    X, _, batch = many_cells
+    record = {}
+    dist, idx = knn(X, 30, include_self=True, random_seed=4, max_exact_cells=1000, record=record)
+    assert record["method"] == "approximate" and record["library"].startswith("pynndescent")
+    assert record["recall_sample"] == 1000 and record["k"] == 30 and record["seed"] == 4
+    _, exact = exact_knn(X, 30, include_self=True)
+    true_recall = np.mean([len(np.intersect1d(a, b)) / 30 for a, b in zip(idx, exact)])
+    assert record["recall_at_k"] >= 0.9
+    assert abs(record["recall_at_k"] - true_recall) < 0.02  # the sample's recall estimates all cells'
+    assert (idx[:, 0] == np.arange(3000)).all() and (np.diff(dist, axis=1) >= -1e-6).all()
+    record = {}
+    approx = entropy_per_cell(X, batch, n_neighbors=30, random_seed=4, max_exact_cells=1000, record=record)
+    assert record["method"] == "approximate"
+    assert approx == pytest.approx(neighbourhood_entropy(exact, batch), abs=0.01)
+
+
+def test_above_the_silhouette_threshold_the_sampled_interval_holds_the_exact_value(many_cells):
+    from czbenchmarks.tasks.metrics import silhouette_batch, silhouette_label
+
+    X, labels, batch = many_cells
+    exact = silhouette_label(X, labels)
+    record = {}
+    sampled = silhouette_label(X, labels, random_seed=9, max_exact_cells=1000, sample_cells=600, record=record)
+    assert record["method"] == "sampled" and record["n_sampled"] == 600 and record["seed"] == 9
+    low, high = record["ci95"]
+    assert low < exact < high and low < sampled < high and high - low < 0.05
+    assert sampled != exact  # really the sample
+    exact_batch = silhouette_batch(X, labels, batch)
+    record = {}
+    sampled_batch = silhouette_batch(X, labels, batch, random_seed=9, max_exact_cells=300, sample_cells=150,
+                                     record=record)
+    assert record["method"] == "sampled" and record["labels_sampled"] == 8 and record["n_sampled"] == 8 * 150
+    assert record["ci95"][0] < exact_batch < record["ci95"][1] and sampled_batch != exact_batch
+
+
 def test_exact_knn_transformer_gives_scanpys_sklearn_graph(blobs):
     import anndata as ad
     import scanpy as sc
@@ -195,6 +290,103 @@ def test_label_prediction_equals_sklearn_cross_validate(blobs):
         scores = cross_validate(clf, X[keep], y, cv=folds, scoring=scoring)
         for score in scoring:
             assert by[(f"mean_fold_{score}", name)] == pytest.approx(scores[f"test_{score}"].mean())
+
+
+def _dense_and_sparse_rows(X_sparse, labels, seed):
+    from czbenchmarks.tasks.label_prediction import cross_validation_table
+
+    dense, _ = cross_validation_table(X_sparse.toarray(), labels, random_seed=seed)
+    sparse, info = cross_validation_table(X_sparse, labels, random_seed=seed)
+    return dense, sparse, info
+
+
+def test_sparse_label_prediction_equals_the_dense_pipelines_on_the_test_data():
+    """The raw-expression baseline without densifying X: every classifier x fold score as the dense run's."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    adata = ad.read_h5ad(TEST_H5AD)
+    assert sp.issparse(adata.X)
+    dense, sparse, info = _dense_and_sparse_rows(sp.csr_matrix(adata.X, dtype=np.float32),
+                                                 adata.obs["cell_type"].to_numpy(), seed=42)
+    assert info["n_classes"] == 9 and len(sparse) == 15  # CD4+/CD45RA+ (8 cells) dropped
+    assert [(r["classifier"], r["fold"]) for r in sparse] == [(r["classifier"], r["fold"]) for r in dense]
+    for got, want in zip(sparse, dense):
+        assert got == pytest.approx(want, abs=1e-12), got["classifier"]
+
+
+def test_sparse_label_prediction_equals_dense_for_two_classes_and_constant_genes():
+    """Synthetic counts, binary labels (the binomial loss and its ``Z.T @ g`` product), an all-zero and a
+    constant gene (scale 1, as StandardScaler), several library sizes."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(5)
+    n, genes = 240, 60
+    labels = np.repeat(["a", "b"], n // 2)
+    rates = rng.gamma(0.3, 2.0, size=(2, genes))
+    counts = rng.poisson(rates[(labels == "b").astype(int)] * rng.uniform(0.5, 2.0, size=(n, 1)))
+    counts[:, 0] = 0
+    counts[:, 1] = 3
+    X = sp.csr_matrix(counts.astype(np.float32))
+    assert X.nnz < 0.6 * n * genes
+    dense, sparse, info = _dense_and_sparse_rows(X, labels, seed=11)
+    assert info["n_classes"] == 2
+    for got, want in zip(sparse, dense):
+        assert got == pytest.approx(want, abs=1e-12), got["classifier"]
+    assert 0.5 < np.mean([r["accuracy"] for r in sparse]) <= 1.0  # the classes are learnable, not a constant
+
+
+def test_sparse_logistic_regression_is_the_dense_pipelines_model():
+    """Same iterations and the same probabilities as StandardScaler + LogisticRegression on dense X."""
+    import warnings
+
+    import scipy.sparse as sp
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from czbenchmarks.tasks.label_prediction import SparseStandardizedLogisticRegression
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 4, 400)
+    X = sp.random(400, 300, density=0.05, random_state=3, format="csr", dtype=np.float32)
+    X = X + sp.csr_matrix((np.ones(400, dtype=np.float32) * 5, (np.arange(400), y)), shape=(400, 300))
+    X = sp.csr_matrix(X, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        dense = make_pipeline(StandardScaler(), LogisticRegression()).fit(X.toarray(), y)
+        sparse = SparseStandardizedLogisticRegression().fit(X, y)
+    assert sparse.n_iter_.tolist() == dense[-1].n_iter_.tolist()
+    np.testing.assert_allclose(sparse.predict_proba(X[:50]), dense.predict_proba(X[:50].toarray()), atol=1e-5)
+    with pytest.raises(TypeError, match="sparse"):
+        SparseStandardizedLogisticRegression().fit(X.toarray(), y)
+
+
+def test_evaluate_raw_expression_label_prediction_keeps_x_sparse(monkeypatch):
+    """EVALUATE's raw-expression baseline hands label prediction the CSR X (not a dense copy), same numbers."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    from czbenchmarks.tasks import label_prediction
+    from czbenchmarks.tasks.evaluate import evaluate
+
+    seen = []
+    real = label_prediction.cross_validation_table
+
+    def spy(features, *args, **kwargs):
+        seen.append(sp.issparse(features))
+        return real(features, *args, **kwargs)
+
+    monkeypatch.setattr(label_prediction, "cross_validation_table", spy)
+    doc = evaluate("label_prediction", [TEST_H5AD], ["pbmc68k"], "baseline", label_key="cell_type",
+                   variant="raw_expression", input_kind="expression", seed=42)
+    assert doc["status"] == "ok", doc.get("error")
+    assert seen == [True]
+    adata = ad.read_h5ad(TEST_H5AD)
+    dense = label_prediction.label_prediction_task(adata.X.toarray().astype(np.float32),
+                                                   adata.obs["cell_type"].astype(str).to_numpy(), random_seed=42)
+    assert [m["value"] for m in doc["metrics"]] == pytest.approx([m.value for m in dense], abs=1e-12)
 
 
 def test_perturbation_metrics_equal_sklearn_scipy_scanpy():

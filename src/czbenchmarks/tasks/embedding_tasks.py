@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -22,8 +23,24 @@ from .label_prediction import label_prediction_task
 from .metrics import entropy_per_cell, leiden_clusters, silhouette_batch, silhouette_label
 from .types import MetricResult, TaskNotApplicable
 
+
+@dataclass
+class ComputedMetric(MetricResult):
+    """A metric with how it was computed: ``computation`` is written next to ``params`` as the metric
+    entry's ``computation`` (``method`` ``exact`` | ``approximate`` | ``sampled`` and its numbers, see
+    :func:`.metrics.knn` and :func:`.metrics.silhouette_label`). ``params`` stay the reference's, so
+    results group by metric and params as before."""
+
+    computation: Dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        out = super().to_dict()
+        if self.computation:
+            out["computation"] = dict(self.computation)
+        return out
+
 __all__ = [
-    "MetricResult", "TASKS", "clustering_task", "embedding_task", "integration_task", "label_prediction_task",
+    "ComputedMetric", "MetricResult", "TASKS", "clustering_task", "embedding_task", "integration_task", "label_prediction_task",
     "cross_species_task", "run_embedding_task", "run_cross_species_task", "leiden_clusters", "silhouette_label",
 ]
 
@@ -32,16 +49,33 @@ def clustering_task(embedding: np.ndarray, labels: np.ndarray, random_seed: int 
     """ARI and NMI between the labels and Leiden clusters of the embedding."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    clusters = leiden_clusters(embedding, random_seed=random_seed)
-    return [
-        MetricResult("adjusted_rand_index", adjusted_rand_score(labels, clusters)),
-        MetricResult("normalized_mutual_info", normalized_mutual_info_score(labels, clusters)),
+    graph: Dict[str, Any] = {}
+    clusters = leiden_clusters(embedding, random_seed=random_seed, record=graph)
+    return [  # both scores rest on the kNN graph: its method is theirs
+        ComputedMetric("adjusted_rand_index", adjusted_rand_score(labels, clusters), computation=graph),
+        ComputedMetric("normalized_mutual_info", normalized_mutual_info_score(labels, clusters), computation=graph),
     ]
 
 
-def embedding_task(embedding: np.ndarray, labels: np.ndarray, **_: Any) -> List[MetricResult]:
+def embedding_task(embedding: np.ndarray, labels: np.ndarray, random_seed: int = RANDOM_SEED,
+                   **_: Any) -> List[MetricResult]:
     """Silhouette of the labels in the embedding, rescaled to [0, 1]."""
-    return [MetricResult("silhouette_score", silhouette_label(embedding, labels))]
+    record: Dict[str, Any] = {}
+    value = silhouette_label(embedding, labels, random_seed=random_seed, record=record)
+    return [ComputedMetric("silhouette_score", value, computation=record)]
+
+
+def _mixing_metrics(embedding: np.ndarray, labels: np.ndarray, groups: np.ndarray,
+                    random_seed: int) -> List[MetricResult]:
+    """``entropy_per_cell`` of ``groups`` among neighbours and ``batch_silhouette`` of ``groups`` within labels."""
+    knn_record: Dict[str, Any] = {}
+    entropy = entropy_per_cell(embedding, groups, random_seed=random_seed, record=knn_record)
+    sil_record: Dict[str, Any] = {}
+    asw = silhouette_batch(embedding, labels, groups, random_seed=random_seed, record=sil_record)
+    return [
+        ComputedMetric("entropy_per_cell", entropy, computation=knn_record),
+        ComputedMetric("batch_silhouette", asw, computation=sil_record),
+    ]
 
 
 def integration_task(
@@ -51,10 +85,7 @@ def integration_task(
     """Batch mixing: entropy of batches among each cell's neighbours; batch ASW within labels."""
     if batch is None:
         raise ValueError("the integration task needs a batch column (samplesheet column batch_key)")
-    return [
-        MetricResult("entropy_per_cell", entropy_per_cell(embedding, batch, random_seed=random_seed)),
-        MetricResult("batch_silhouette", silhouette_batch(embedding, labels, batch)),
-    ]
+    return _mixing_metrics(embedding, labels, batch, random_seed)
 
 
 def cross_species_task(
@@ -70,10 +101,7 @@ def cross_species_task(
     stacked = np.vstack(embeddings)
     all_labels = np.concatenate([np.asarray(lab).astype(str) for lab in labels])
     species = np.concatenate([[org] * len(e) for e, org in zip(embeddings, organisms)])
-    return [
-        MetricResult("entropy_per_cell", entropy_per_cell(stacked, species, random_seed=random_seed)),
-        MetricResult("batch_silhouette", silhouette_batch(stacked, all_labels, species)),
-    ]
+    return _mixing_metrics(stacked, all_labels, species, random_seed)
 
 
 TASKS: Dict[str, Callable[..., List[MetricResult]]] = {
@@ -118,7 +146,9 @@ def run_embedding_task(
         raise ValueError(f"only {int(keep.sum())} labelled, embedded cells: too few to score")
     labels = obs[label_key].astype(str).to_numpy()[keep]
     batch = obs[batch_key].astype(str).to_numpy()[keep] if batch_key else None
-    metrics = TASKS[task](embedding[keep], labels, batch=batch, random_seed=seed)
+    # A sparse raw-expression X is not copied when every cell is scored.
+    scored = embedding if keep.all() else embedding[keep]
+    metrics = TASKS[task](scored, labels, batch=batch, random_seed=seed)
     params: Dict[str, Any] = {"label_key": label_key}
     if batch_key:
         params["batch_key"] = batch_key

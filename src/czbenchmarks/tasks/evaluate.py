@@ -59,16 +59,24 @@ def alignment_error(got: List[str], expected: List[str], dataset_id: str, ordere
     )
 
 
-def _expression(h5ad: Path):
-    """(obs, dense raw X, provenance) of a dataset used as its own embedding."""
+def _expression(h5ad: Path, keep_sparse: bool = False):
+    """(obs, raw X as float32, provenance) of a dataset used as its own embedding.
+
+    ``keep_sparse``: a sparse ``X`` stays CSR (label prediction scores it without densifying, see
+    :mod:`.label_prediction`); otherwise it is densified, as the reference does.
+    """
     import anndata as ad
     import scipy.sparse as sp
 
     adata = ad.read_h5ad(h5ad)
-    X = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
+    X = adata.X
+    if sp.issparse(X) and keep_sparse:
+        X = sp.csr_matrix(X.astype(np.float32, copy=False), copy=False)
+    else:
+        X = np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float32)
     provenance = {"model": "baseline", "model_type": "BASELINE", "variant": "raw_expression",
                   "run_info": {"n_genes": int(adata.n_vars)}}
-    return adata.obs, np.asarray(X, dtype=np.float32), provenance
+    return adata.obs, X, provenance
 
 
 def evaluate(
@@ -129,7 +137,7 @@ def evaluate(
             if input_kind == "prediction":
                 raise ValueError(f"the {task} task scores embeddings, not perturbation predictions")
             if input_kind == "expression":
-                obs, emb, provenance = _expression(outputs[0])
+                obs, emb, provenance = _expression(outputs[0], keep_sparse=task == "label_prediction")
                 embedded = np.ones(len(obs), dtype=bool)
             else:
                 obs, emb, provenance = read_embedding(outputs[0])

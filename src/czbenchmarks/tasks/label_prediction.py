@@ -6,10 +6,20 @@ seeded — the reference's A era left it unseeded). Scores: accuracy, F1, precis
 average for two classes, macro otherwise) and macro one-vs-rest AUROC from ``predict_proba``.
 Emitted as ``mean_fold_<metric>`` first averaged over all classifier x fold rows
 (``{"classifier": "MEAN(knn,lr,rf)"}``), then per classifier in the order lr, knn, rf.
+
+Sparse features (the raw-expression baseline's CSR counts) are never densified; the three pipelines
+give the dense pipelines' results (``tests/test_tasks.py`` compares them):
+
+* ``lr``: :class:`SparseStandardizedLogisticRegression` runs scikit-learn's own L-BFGS logistic
+  regression on ``(X - mean) / scale`` held as a product-only operator (CSR + two vectors), so the
+  optimiser takes the dense pipeline's steps;
+* ``knn``: scaling without centring — Euclidean distances do not change under a shift;
+* ``rf``: scikit-learn's trees split sparse columns exactly as dense ones.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Dict, Iterable, List, Tuple
 
 import numpy as np
@@ -22,23 +32,128 @@ CLASSIFIERS = ("lr", "knn", "rf")
 
 
 def filter_minimum_class(features: np.ndarray, labels: Iterable, min_class_size: int = MIN_CLASS_SIZE):
-    """Drop cells of labels with fewer than ``min_class_size`` cells: ``(features, labels)``."""
+    """Drop cells of labels with fewer than ``min_class_size`` cells: ``(features, labels)`` (``features``
+    dense or sparse; not copied when every cell is kept)."""
     import pandas as pd
 
     labels = pd.Series(np.asarray(labels).astype(str))
     counts = labels.value_counts()
     mask = labels.map(counts).to_numpy() >= min_class_size
-    return features[mask], pd.Categorical(labels[mask].to_numpy())
+    return (features if mask.all() else features[mask]), pd.Categorical(labels[mask].to_numpy())
 
 
-def classifiers(random_seed: int = RANDOM_SEED) -> Dict[str, Any]:
-    """The reference's three classifier pipelines (scikit-learn defaults, RF seeded)."""
+class _CentredScaled:
+    """``(X - mean) / scale`` of a sparse ``X``, never formed: only the two products scikit-learn's
+    logistic loss takes (``Z @ W`` and ``G @ Z``, and ``Z.T @ g`` for two classes), each one sparse product
+    plus a rank-one correction, in float64, returned in ``X``'s dtype as the dense loss computes."""
+
+    __array_ufunc__ = None  # ``ndarray @ self`` defers to ``__rmatmul__``
+
+    def __init__(self, X, mean: np.ndarray, scale: np.ndarray, transposed: bool = False) -> None:
+        self.X = X
+        self.inv_scale = 1.0 / np.asarray(scale, dtype=np.float64)
+        self.offset = np.asarray(mean, dtype=np.float64) * self.inv_scale
+        self.dtype = X.dtype
+        self.transposed = transposed
+        self.shape = X.shape[::-1] if transposed else X.shape
+        self.ndim = 2
+
+    @property
+    def T(self) -> "_CentredScaled":
+        out = _CentredScaled(self.X, np.zeros(1), np.ones(1), not self.transposed)
+        out.inv_scale, out.offset = self.inv_scale, self.offset
+        return out
+
+    def __matmul__(self, W: np.ndarray) -> np.ndarray:
+        W = np.asarray(W, dtype=np.float64)
+        if self.transposed:  # Z.T @ g = D (X.T @ g) - offset * sum(g)
+            out = (self.X.T @ W) * (self.inv_scale if W.ndim == 1 else self.inv_scale[:, None])
+            out -= np.multiply.outer(self.offset, W.sum(axis=0))
+        else:  # Z @ W = X @ (D W) - offset @ W
+            scaled = W * (self.inv_scale if W.ndim == 1 else self.inv_scale[:, None])
+            out = self.X @ scaled - self.offset @ W
+        return np.asarray(out, dtype=self.dtype)
+
+    def __rmatmul__(self, G: np.ndarray) -> np.ndarray:
+        if self.transposed:
+            raise NotImplementedError("G @ Z.T is not used by the logistic loss")
+        G = np.asarray(G, dtype=np.float64)  # G @ Z = (G @ X) D - (G 1) offset
+        out = np.asarray(self.X.T @ G.T).T * self.inv_scale - np.multiply.outer(G.sum(axis=-1), self.offset)
+        return np.asarray(out, dtype=self.dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def _sparse_lr_type() -> type:
+    """:class:`SparseStandardizedLogisticRegression`, defined on first use (scikit-learn is imported lazily)."""
+    from sklearn.linear_model import LogisticRegression
+
+    class SparseStandardizedLogisticRegression(LogisticRegression):
+        """``Pipeline([StandardScaler(), LogisticRegression()])`` for a sparse ``X``, without densifying it.
+
+        The scaler's mean and scale are taken from ``X`` (``StandardScaler(with_mean=False)`` computes both
+        for sparse input); scikit-learn's own L-BFGS path (``_logistic_regression_path``, the code
+        ``LogisticRegression.fit`` runs) then fits the centred, scaled matrix held as :class:`_CentredScaled`,
+        so it follows the dense pipeline's iterations (same loss, same stopping rule, ``max_iter``). The fitted
+        model is stored for the unscaled ``X`` (``coef / scale`` and the intercept less ``coef . mean / scale``):
+        predictions are LogisticRegression's own, on CSR rows. Memory: ``X`` plus a few ``n_cells x n_classes``
+        and ``n_genes x n_classes`` float64 arrays.
+        """
+
+        def fit(self, X, y, sample_weight=None) -> "SparseStandardizedLogisticRegression":
+            import scipy.sparse as sp
+            from sklearn.linear_model._logistic import _logistic_regression_path
+            from sklearn.preprocessing import StandardScaler
+
+            if not sp.issparse(X):
+                raise TypeError("SparseStandardizedLogisticRegression needs a sparse matrix; use the dense pipeline")
+            if sample_weight is not None or self.solver != "lbfgs" or self.class_weight is not None:
+                raise ValueError("only the reference's configuration (lbfgs, no weights) is supported")
+            X = X.tocsr()
+            y = np.asarray(y)
+            scaler = StandardScaler(with_mean=False).fit(X)
+            self.classes_ = np.unique(y)
+            if len(self.classes_) < 2:
+                raise ValueError(f"logistic regression needs 2+ classes in a fold, got {len(self.classes_)}")
+            coefs, _, n_iter = _logistic_regression_path(
+                _CentredScaled(X, scaler.mean_, scaler.scale_), y, classes=self.classes_, Cs=[self.C],
+                fit_intercept=self.fit_intercept, max_iter=self.max_iter, tol=self.tol, solver="lbfgs",
+                check_input=False, penalty="l2", n_threads=1,
+            )
+            coef = np.atleast_2d(coefs[0])  # (1 or n_classes, n_genes + 1), intercept last
+            weights, intercept = coef[:, :-1], coef[:, -1]
+            inv_scale = 1.0 / scaler.scale_
+            self.coef_ = weights * inv_scale
+            self.intercept_ = intercept - weights @ (scaler.mean_ * inv_scale)
+            self.n_iter_ = np.asarray(n_iter, dtype=np.int32)
+            self.n_features_in_ = X.shape[1]
+            return self
+    return SparseStandardizedLogisticRegression
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SparseStandardizedLogisticRegression":
+        return _sparse_lr_type()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def classifiers(random_seed: int = RANDOM_SEED, sparse: bool = False) -> Dict[str, Any]:
+    """The reference's three classifier pipelines (scikit-learn defaults, RF seeded).
+
+    ``sparse``: the same pipelines for a CSR matrix (see the module docstring): lr by
+    :class:`SparseStandardizedLogisticRegression`, knn scaled without centring.
+    """
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
+    if sparse:
+        return {
+            "lr": _sparse_lr_type()(),
+            "knn": Pipeline([("scale", StandardScaler(with_mean=False)), ("knn", KNeighborsClassifier())]),
+            "rf": Pipeline([("rf", RandomForestClassifier(random_state=random_seed))]),
+        }
     return {
         "lr": Pipeline([("scale", StandardScaler()), ("lr", LogisticRegression())]),
         "knn": Pipeline([("scale", StandardScaler()), ("knn", KNeighborsClassifier())]),
@@ -67,13 +182,18 @@ def cross_validation_table(
     min_class_size: int = MIN_CLASS_SIZE,
     random_seed: int = RANDOM_SEED,
 ) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
-    """One row per classifier x fold with the five scores, and facts about the run."""
+    """One row per classifier x fold with the five scores, and facts about the run.
+
+    ``features``: a dense array, or a scipy sparse matrix (kept sparse: :func:`classifiers` ``sparse``)."""
     import warnings
 
+    import scipy.sparse as sp
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import StratifiedKFold, cross_validate
 
-    X, y = filter_minimum_class(np.asarray(features), labels, min_class_size)
+    sparse = sp.issparse(features)
+    features = features.tocsr() if sparse else np.asarray(features)
+    X, y = filter_minimum_class(features, labels, min_class_size)
     n_classes = len(y.categories)
     if n_classes < 2:
         raise ValueError(
@@ -82,11 +202,11 @@ def cross_validation_table(
     codes = y.codes
     folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_seed)
     rows: List[Dict[str, Any]] = []
-    for name, clf in classifiers(random_seed).items():
+    for name, clf in classifiers(random_seed, sparse=sparse).items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             scores = cross_validate(clf, X, codes, cv=folds, scoring=scorers(n_classes))
-        for fold in range(n_folds):
+        for fold in range(len(scores["fit_time"])):
             rows.append({"classifier": name, "fold": fold, **{s: float(scores[f"test_{s}"][fold]) for s in SCORES}})
     info = {"n_classes": int(n_classes), "n_cells_used": int(len(codes)), "classes": [str(c) for c in y.categories]}
     return rows, info

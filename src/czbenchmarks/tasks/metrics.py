@@ -13,15 +13,41 @@ compares them):
   approximate neighbours.
 
 ``bench/bench_metrics.py`` measures both against scib-metrics' defaults.
+
+Both are O(n²). Above a size (the named constants below; ``bench/bench_metrics_scale.py`` measures
+both paths) the metrics switch, and each metric records what it did (``method`` and its numbers, see
+:func:`knn` and :func:`silhouette_label`):
+
+* kNN-based metrics (``entropy_per_cell``, the Leiden graph) use pynndescent's approximate neighbours
+  above :data:`KNN_EXACT_MAX_CELLS` cells, with ``recall_at_k`` against the exact neighbours of
+  :data:`KNN_RECALL_SAMPLE` seeded random cells;
+* silhouettes above :data:`SILHOUETTE_EXACT_MAX_CELLS` cells (per label for the batch silhouette) average
+  the exact silhouettes (against all cells) of :data:`SILHOUETTE_SAMPLE_CELLS` seeded random cells, with a
+  95% normal confidence interval of that mean.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, Optional, Set, Tuple
 
 import numpy as np
 
 from .constants import ENTROPY_N_NEIGHBORS, FLAVOR, N_ITERATIONS, N_NEIGHBORS, RANDOM_SEED
+
+#: Largest number of cells whose kNN is computed exactly (exact kNN is O(n²): at this size ~1.5 min for
+#: k = 90 and ~3 min for k = 200 on 2 quiet cores, bench/README.md); above it, pynndescent's neighbours.
+KNN_EXACT_MAX_CELLS = 200_000
+#: Cells (seeded random) whose exact neighbours measure the approximate kNN's recall@k.
+KNN_RECALL_SAMPLE = 1_000
+#: Neighbours the approximate graph is built with at least (pynndescent's default); the first k are used.
+APPROXIMATE_KNN_MIN_GRAPH = 30
+#: Largest number of cells (per label for the batch silhouette) whose silhouette is computed over all
+#: cells (O(n²): ~45 s at this size on 2 cores); above it, a seeded random sample of cells is averaged.
+SILHOUETTE_EXACT_MAX_CELLS = 200_000
+#: Cells (seeded random) whose exact silhouettes estimate the mean above the threshold.
+SILHOUETTE_SAMPLE_CELLS = 10_000
+#: 97.5% standard-normal quantile, for 95% confidence intervals.
+_Z95 = 1.959963984540054
 
 
 def _codes(labels: Iterable) -> Tuple[np.ndarray, np.ndarray]:
@@ -65,13 +91,14 @@ class _SquaredDistances:
         out = self.left[rows] @ self.right[cols].T
         return np.maximum(out, 0.0, out=out)
 
-    def rows_to_all(self, rows: slice, out: np.ndarray, block_cols: int = 8192) -> np.ndarray:
+    def rows_to_all(self, rows, out: np.ndarray, block_cols: int = 8192) -> np.ndarray:
         """Squared distances of ``rows`` to every cell, into ``out``, unclipped (for ranking: residue below 0
         only occurs between near-identical cells). In column tiles, which BLAS packs into cache (one product
         against all cells runs ~1.5x slower)."""
+        left = self.left[rows]
         for col in range(0, self.n, block_cols):
             cols = slice(col, min(col + block_cols, self.n))
-            np.matmul(self.left[rows], self.right[cols].T, out=out[:, cols])
+            np.matmul(left, self.right[cols].T, out=out[:, cols])
         return out
 
 
@@ -132,8 +159,14 @@ def silhouette_samples(
             sums[start:stop] += own
 
     _for_row_blocks(n, block, work, n_threads)
-    counts = np.bincount(codes, minlength=n_labels).astype(np.float64)
-    rows = np.arange(n)
+    return _silhouette_from_sums(sums, codes, np.bincount(codes, minlength=n_labels))
+
+
+def _silhouette_from_sums(sums: np.ndarray, codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Silhouettes of cells from their summed distances to each label (``sums``: one row per cell, ``codes``
+    their labels, ``counts`` the label sizes among all cells)."""
+    counts = counts.astype(np.float64)
+    rows = np.arange(len(codes))
     intra = sums[rows, codes] / np.maximum(counts[codes] - 1, 1)
     inter = sums / counts
     inter[rows, codes] = np.inf
@@ -145,32 +178,126 @@ def silhouette_samples(
     return sil
 
 
-def silhouette_label(X: np.ndarray, labels: Iterable, rescale: bool = True) -> float:
-    """Mean silhouette width of the labels; rescaled ``(asw + 1) / 2`` as ``scib_metrics.silhouette_label``."""
-    asw = float(np.mean(silhouette_samples(X, labels)))
-    return (asw + 1) / 2 if rescale else asw
+def silhouette_of_rows(
+    X: np.ndarray, labels: Iterable, rows: np.ndarray, block: int = 256, n_threads: Optional[int] = None
+) -> np.ndarray:
+    """Exact silhouettes of the cells ``rows`` only, each against all cells (``len(rows) x n`` distances):
+    equal to ``silhouette_samples(X, labels)[rows]``."""
+    _, codes = _codes(labels)
+    n_labels = int(codes.max()) + 1 if len(codes) else 0
+    if n_labels < 2:
+        raise ValueError(f"silhouette needs at least 2 labels, got {n_labels}")
+    rows = np.asarray(rows, dtype=np.int64)
+    distances = _SquaredDistances(X)
+    onehot = np.zeros((distances.n, n_labels), dtype=np.float32)
+    onehot[np.arange(distances.n), codes] = 1.0
+    sums = np.zeros((len(rows), n_labels), dtype=np.float64)
+
+    def work(start: int, stop: int) -> None:
+        query = rows[start:stop]
+        total = np.zeros((stop - start, n_labels), dtype=np.float64)
+        for col in range(0, distances.n, 4 * block):
+            cols = slice(col, min(col + 4 * block, distances.n))
+            tile = np.maximum(distances.left[query] @ distances.right[cols].T, 0.0)
+            own = (query >= cols.start) & (query < cols.stop)
+            tile[np.flatnonzero(own), query[own] - cols.start] = 0.0  # self: 0, not float32 residue
+            np.sqrt(tile, out=tile)
+            total += tile @ onehot[cols]
+        sums[start:stop] = total
+
+    _for_row_blocks(len(rows), block, work, n_threads)
+    return _silhouette_from_sums(sums, codes[rows], np.bincount(codes, minlength=n_labels))
 
 
-def silhouette_batch(X: np.ndarray, labels: Iterable, batch: Iterable, rescale: bool = True) -> float:
+def _sample(n: int, size: int, random_seed: int) -> np.ndarray:
+    """``size`` distinct cells of ``n``, seeded, sorted."""
+    return np.sort(np.random.default_rng(random_seed).choice(n, size=size, replace=False))
+
+
+def _mean_silhouette(
+    X: np.ndarray, labels: np.ndarray, max_exact_cells: Optional[int], sample_cells: Optional[int],
+    random_seed: int,
+) -> Tuple[float, float, Dict[str, Any]]:
+    """(mean silhouette, its standard error (0 when exact), record) of ``labels`` in ``X``: exact up to
+    ``max_exact_cells`` cells, else the mean of a seeded random sample's exact silhouettes."""
+    n = len(labels)
+    limit = SILHOUETTE_EXACT_MAX_CELLS if max_exact_cells is None else max_exact_cells
+    if n <= limit:
+        return float(np.mean(silhouette_samples(X, labels))), 0.0, {"method": "exact", "n_cells": n}
+    size = min(n, SILHOUETTE_SAMPLE_CELLS if sample_cells is None else sample_cells)
+    sil = silhouette_of_rows(X, labels, _sample(n, size, random_seed))
+    se = float(np.std(sil, ddof=1) / np.sqrt(size) * np.sqrt(1 - size / n)) if size > 1 else 0.0
+    return float(np.mean(sil)), se, {"method": "sampled", "n_cells": n, "n_sampled": size, "seed": random_seed}
+
+
+def silhouette_label(
+    X: np.ndarray, labels: Iterable, rescale: bool = True, random_seed: int = RANDOM_SEED,
+    max_exact_cells: Optional[int] = None, sample_cells: Optional[int] = None,
+    record: Optional[Dict[str, Any]] = None,
+) -> float:
+    """Mean silhouette width of the labels; rescaled ``(asw + 1) / 2`` as ``scib_metrics.silhouette_label``.
+
+    Exact up to ``max_exact_cells`` (default :data:`SILHOUETTE_EXACT_MAX_CELLS`) cells; above, the mean of
+    ``sample_cells`` (default :data:`SILHOUETTE_SAMPLE_CELLS`) random cells' exact silhouettes (seed
+    ``random_seed``). ``record`` (a dict) receives ``method`` (``exact`` | ``sampled``), ``n_cells`` and, when
+    sampled, ``n_sampled``, ``seed`` and ``ci95`` (the 95% normal interval of the estimate, on the returned
+    scale).
+    """
+    labels = np.asarray(labels)
+    asw, se, info = _mean_silhouette(X, labels, max_exact_cells, sample_cells, random_seed)
+    value = (asw + 1) / 2 if rescale else asw
+    if info["method"] == "sampled":
+        half = _Z95 * se * (0.5 if rescale else 1.0)
+        info["ci95"] = [value - half, value + half]
+    if record is not None:
+        record.update(info)
+    return value
+
+
+def silhouette_batch(
+    X: np.ndarray, labels: Iterable, batch: Iterable, rescale: bool = True, random_seed: int = RANDOM_SEED,
+    max_exact_cells: Optional[int] = None, sample_cells: Optional[int] = None,
+    record: Optional[Dict[str, Any]] = None,
+) -> float:
     """Batch ASW within each label, as ``scib_metrics.silhouette_batch`` (scIB's definition).
 
     Per label with 2+ batches (and fewer batches than cells): ``1 - |silhouette of batch|`` per cell,
-    averaged per label, then over labels. 1 = batches well mixed.
+    averaged per label, then over labels. 1 = batches well mixed. A label with more than
+    ``max_exact_cells`` cells is estimated from a seeded sample as in :func:`silhouette_label`; ``record``
+    then gets ``method: sampled``, the labels sampled, cells sampled and the ``ci95`` of the mean over labels.
     """
     labels = np.asarray(labels).astype(str)
     batch = np.asarray(batch).astype(str)
     X = np.asarray(X)
-    per_label = []
-    for group in np.unique(labels):
+    limit = SILHOUETTE_EXACT_MAX_CELLS if max_exact_cells is None else max_exact_cells
+    size = SILHOUETTE_SAMPLE_CELLS if sample_cells is None else sample_cells
+    per_label, variances, sampled_labels, n_sampled = [], [], 0, 0
+    for i, group in enumerate(np.unique(labels)):
         mask = labels == group
         n_batches = len(np.unique(batch[mask]))
         if n_batches == 1 or n_batches == int(mask.sum()):
             continue
-        sil = np.abs(silhouette_samples(X[mask], batch[mask]))
+        n_group = int(mask.sum())
+        if n_group <= limit:
+            sil = np.abs(silhouette_samples(X[mask], batch[mask]))
+            variances.append(0.0)
+        else:
+            take = min(n_group, size)
+            sil = np.abs(silhouette_of_rows(X[mask], batch[mask], _sample(n_group, take, random_seed + i)))
+            variances.append(float(np.var(sil, ddof=1) / take * (1 - take / n_group)))
+            sampled_labels += 1
+            n_sampled += take
         per_label.append(float(np.mean(1 - sil if rescale else sil)))
     if not per_label:
         raise ValueError("batch silhouette undefined: no label has cells from two or more batches")
-    return float(np.mean(per_label))
+    value = float(np.mean(per_label))
+    if record is not None:
+        record.update({"method": "sampled" if sampled_labels else "exact", "n_cells": int(len(labels))})
+        if sampled_labels:
+            half = _Z95 * float(np.sqrt(np.sum(variances))) / len(per_label)
+            record.update({"n_sampled": n_sampled, "labels_sampled": sampled_labels, "seed": random_seed,
+                           "ci95": [value - half, value + half]})
+    return value
 
 
 def exact_knn(
@@ -179,6 +306,7 @@ def exact_knn(
     include_self: bool = True,
     n_threads: Optional[int] = None,
     block_rows: Optional[int] = None,
+    rows: Optional[np.ndarray] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Exact Euclidean kNN (brute force): ``(distances, indices)``, nearest first, as scikit-learn's
     ``NearestNeighbors(algorithm="brute").kneighbors``; with ``include_self`` each cell is its own first
@@ -190,17 +318,20 @@ def exact_knn(
     one ``block_rows x n_cells`` float32 block (default: about 64 MB). scikit-learn's own brute kNN gives
     the same neighbours several times slower (float64 upcast, one heap per row); scib-metrics and scanpy
     would compile pynndescent for ~20 s per process and return approximate neighbours.
+
+    ``rows``: the neighbours of these cells only (among all cells), one output row each.
     """
     import threading
 
     distances = _SquaredDistances(X)
     n = distances.n
+    n_query = n if rows is None else len(rows)
     k = min(n_neighbors, n - (0 if include_self else 1))
     if k < 1:
         raise ValueError(f"kNN needs at least 2 cells, got {n}")
     n_candidates = min(k + (0 if include_self else 1) + 16, n)
-    dist_out = np.empty((n, k), dtype=np.float64)
-    idx_out = np.empty((n, k), dtype=np.int64)
+    dist_out = np.empty((n_query, k), dtype=np.float64)
+    idx_out = np.empty((n_query, k), dtype=np.int64)
 
     # A row's k-th distance is at most the k-th among every ``step``-th column: that bound picks a few
     # candidates per row with one comparison pass instead of a selection over all n columns.
@@ -211,10 +342,12 @@ def exact_knn(
     def work(start: int, stop: int) -> None:
         if not hasattr(per_thread, "block"):
             per_thread.block = np.empty((block_rows, n), dtype=np.float32)
-        rows = np.arange(stop - start)
-        block = distances.rows_to_all(slice(start, stop), out=per_thread.block[: stop - start])
+        local = np.arange(stop - start)
+        query = np.arange(start, stop) if rows is None else np.asarray(rows[start:stop], dtype=np.int64)
+        block = distances.rows_to_all(slice(start, stop) if rows is None else query,
+                                      out=per_thread.block[: stop - start])
         # Self is placed first (include_self) or out of reach (not include_self) before selection.
-        block[rows, rows + start] = -np.inf if include_self else np.inf
+        block[local, query] = -np.inf if include_self else np.inf
         if n_candidates < n:
             bound = np.partition(block[:, ::step], n_candidates - 1, axis=1)[:, n_candidates - 1]
             flat = np.flatnonzero(block <= bound[:, None])
@@ -233,15 +366,91 @@ def exact_knn(
         else:
             candidates = np.broadcast_to(np.arange(n), (stop - start, n))
         candidates = np.sort(candidates, axis=1)
-        diff = distances.centred[candidates] - distances.centred[start:stop, None, :]
+        diff = distances.centred[candidates] - distances.centred[query][:, None, :]
         exact = np.einsum("ijk,ijk->ij", diff, diff)
-        exact[candidates == (rows + start)[:, None]] = -np.inf if include_self else np.inf
+        exact[candidates == query[:, None]] = -np.inf if include_self else np.inf
         order = np.argsort(exact, axis=1, kind="stable")[:, :k]
         idx_out[start:stop] = np.take_along_axis(candidates, order, axis=1)
         dist_out[start:stop] = np.sqrt(np.maximum(np.take_along_axis(exact, order, axis=1), 0.0))
 
-    _for_row_blocks(n, block_rows, work, n_threads)
+    _for_row_blocks(n_query, block_rows, work, n_threads)
     return dist_out, idx_out
+
+
+def approximate_knn(
+    X: np.ndarray, n_neighbors: int, include_self: bool = True, random_seed: int = RANDOM_SEED,
+    n_threads: Optional[int] = None,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Approximate Euclidean kNN by pynndescent (NN-descent on random-projection trees, its defaults),
+    ``(distances, indices)`` nearest first, shaped as :func:`exact_knn`'s. With ``include_self`` every cell is
+    its own first neighbour (placed there when the search left it out)."""
+    from pynndescent import NNDescent
+
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    n = X.shape[0]
+    k = min(n_neighbors, n - (0 if include_self else 1))
+    # The graph is built with at least pynndescent's default 30 neighbours: a 15-NN graph built as such
+    # recalls only ~0.89 of the true neighbours on 50-dim data (bench/bench_metrics_scale.py), one of 30 more.
+    index = NNDescent(X, n_neighbors=max(k + (0 if include_self else 1), APPROXIMATE_KNN_MIN_GRAPH),
+                      metric="euclidean", random_state=random_seed, n_jobs=_n_threads(n_threads), low_memory=True)
+    indices, distances = index.neighbor_graph
+    indices = np.asarray(indices, dtype=np.int64)
+    distances = np.asarray(distances, dtype=np.float64)
+    # Most rows come back as [self, others...]: taken as they are; the rest are rebuilt one by one.
+    first = 0 if include_self else 1
+    idx_out = np.ascontiguousarray(indices[:, first:first + k])
+    dist_out = np.ascontiguousarray(distances[:, first:first + k])
+    regular = (indices[:, 0] == np.arange(n)) & (indices >= 0).all(axis=1)
+    for i in np.flatnonzero(~regular):  # drop self (and pynndescent's -1 padding), then put self first if asked
+        keep = (indices[i] != i) & (indices[i] >= 0)
+        others, others_d = indices[i][keep], distances[i][keep]
+        if include_self:
+            others, others_d = np.concatenate([[i], others]), np.concatenate([[0.0], others_d])
+        m = min(k, len(others))
+        idx_out[i, :m], dist_out[i, :m] = others[:m], others_d[:m]
+        idx_out[i, m:], dist_out[i, m:] = (others[-1] if m else i), np.inf
+    return dist_out, idx_out
+
+
+def knn_recall(
+    X: np.ndarray, indices: np.ndarray, include_self: bool = True, sample_cells: Optional[int] = None,
+    random_seed: int = RANDOM_SEED,
+) -> Tuple[float, int]:
+    """(recall@k, cells sampled): the mean share of a seeded random sample's exact ``k`` neighbours
+    (:func:`exact_knn`) that ``indices`` (one row per cell, ``k`` columns) found."""
+    n, k = indices.shape
+    size = min(n, KNN_RECALL_SAMPLE if sample_cells is None else sample_cells)
+    rows = _sample(n, size, random_seed)
+    _, exact = exact_knn(X, k, include_self=include_self, rows=rows)
+    found = [len(np.intersect1d(exact[j], indices[row], assume_unique=True)) for j, row in enumerate(rows)]
+    return float(np.sum(found) / (size * k)), size
+
+
+def knn(
+    X: np.ndarray, n_neighbors: int, include_self: bool = True, random_seed: int = RANDOM_SEED,
+    max_exact_cells: Optional[int] = None, record: Optional[Dict[str, Any]] = None,
+    n_threads: Optional[int] = None,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Euclidean kNN, ``(distances, indices)``: :func:`exact_knn` up to ``max_exact_cells`` cells (default
+    :data:`KNN_EXACT_MAX_CELLS`), :func:`approximate_knn` above. ``record`` (a dict) receives ``method``
+    (``exact`` | ``approximate``), ``n_cells``, ``k`` and, when approximate, ``library``, ``seed``,
+    ``recall_at_k`` and ``recall_sample`` (:func:`knn_recall`)."""
+    n = int(np.shape(X)[0])
+    limit = KNN_EXACT_MAX_CELLS if max_exact_cells is None else max_exact_cells
+    if n <= limit:
+        dist, idx = exact_knn(X, n_neighbors, include_self=include_self, n_threads=n_threads)
+        info: Dict[str, Any] = {"method": "exact", "n_cells": n, "k": int(idx.shape[1])}
+    else:
+        from importlib.metadata import version
+
+        dist, idx = approximate_knn(X, n_neighbors, include_self, random_seed, n_threads)
+        recall, sampled = knn_recall(X, idx, include_self, random_seed=random_seed)
+        info = {"method": "approximate", "n_cells": n, "k": int(idx.shape[1]),
+                "library": f"pynndescent {version('pynndescent')}", "seed": random_seed,
+                "recall_at_k": recall, "recall_sample": sampled}
+    if record is not None:
+        record.update(info)
+    return dist, idx
 
 
 def neighbourhood_entropy(indices: np.ndarray, labels: Iterable) -> float:
@@ -262,21 +471,25 @@ def neighbourhood_entropy(indices: np.ndarray, labels: Iterable) -> float:
 
 
 def entropy_per_cell(
-    X: np.ndarray, labels: Iterable, n_neighbors: int = ENTROPY_N_NEIGHBORS, random_seed: int = RANDOM_SEED
+    X: np.ndarray, labels: Iterable, n_neighbors: int = ENTROPY_N_NEIGHBORS, random_seed: int = RANDOM_SEED,
+    max_exact_cells: Optional[int] = None, record: Optional[Dict[str, Any]] = None,
 ) -> float:
     """czbenchmarks' ``compute_entropy_per_cell``: :func:`neighbourhood_entropy` of the labels among each
     cell's ``n_neighbors`` nearest neighbours (self included).
 
-    The reference used an approximate HNSW index; this uses the exact neighbours, so
-    ``random_seed`` (kept for the reference's signature and recorded in results) does not change it.
+    The reference used an approximate HNSW index; this uses the exact neighbours up to ``max_exact_cells``
+    (:func:`knn`; ``random_seed`` then does not change the result) and pynndescent's above, with the
+    choice and its recall in ``record``.
     """
-    del random_seed  # exact kNN is deterministic
-    _, indices = exact_knn(X, n_neighbors, include_self=True)
+    _, indices = knn(X, n_neighbors, include_self=True, random_seed=random_seed,
+                     max_exact_cells=max_exact_cells, record=record)
     return neighbourhood_entropy(indices, labels)
 
 
 class ExactKNNTransformer:
-    """The kNN graph of :func:`exact_knn` as a scanpy ``transformer`` (``sc.pp.neighbors(transformer=...)``).
+    """The kNN graph of :func:`knn` as a scanpy ``transformer`` (``sc.pp.neighbors(transformer=...)``):
+    exact up to ``max_exact_cells`` (default :data:`KNN_EXACT_MAX_CELLS`), pynndescent above; what was
+    done goes into ``record`` (a dict) when given.
 
     Follows scikit-learn's ``KNeighborsTransformer`` protocol for the one call scanpy makes,
     ``fit_transform`` on the cells themselves: a CSR distance matrix with ``n_neighbors`` entries per row,
@@ -284,12 +497,18 @@ class ExactKNNTransformer:
     brute force up to 4096 cells and pynndescent above (approximate, and broken with pynndescent 0.7).
     """
 
-    def __init__(self, n_neighbors: int = N_NEIGHBORS, n_threads: Optional[int] = None) -> None:
+    def __init__(self, n_neighbors: int = N_NEIGHBORS, n_threads: Optional[int] = None,
+                 max_exact_cells: Optional[int] = None, random_seed: int = RANDOM_SEED,
+                 record: Optional[Dict[str, Any]] = None) -> None:
         self.n_neighbors = n_neighbors
         self.n_threads = n_threads
+        self.max_exact_cells = max_exact_cells
+        self.random_seed = random_seed
+        self.record = record
 
     def get_params(self, deep: bool = True) -> dict:
-        return {"n_neighbors": self.n_neighbors, "n_threads": self.n_threads}
+        return {"n_neighbors": self.n_neighbors, "n_threads": self.n_threads,
+                "max_exact_cells": self.max_exact_cells, "random_seed": self.random_seed, "record": self.record}
 
     def set_params(self, **params) -> "ExactKNNTransformer":
         for key, value in params.items():
@@ -305,7 +524,9 @@ class ExactKNNTransformer:
             raise ValueError("ExactKNNTransformer gives the graph of the fitted cells only: call fit_transform(X)")
         from scipy.sparse import csr_matrix
 
-        distances, indices = exact_knn(X, self.n_neighbors, include_self=True, n_threads=self.n_threads)
+        distances, indices = knn(X, self.n_neighbors, include_self=True, random_seed=self.random_seed,
+                                 max_exact_cells=self.max_exact_cells, record=self.record,
+                                 n_threads=self.n_threads)
         n, k = indices.shape
         return csr_matrix((distances.ravel(), indices.ravel(), np.arange(0, n * k + 1, k)), shape=(n, n))
 
@@ -320,16 +541,20 @@ def leiden_clusters(
     n_iterations: int = N_ITERATIONS,
     flavor: str = FLAVOR,
     resolution: float = 1.0,
+    max_exact_cells: Optional[int] = None,
+    record: Optional[Dict[str, Any]] = None,
 ) -> np.ndarray:
-    """Leiden clusters (scanpy, igraph flavour, seeded) of scanpy's UMAP-weighted graph of the exact
-    ``n_neighbors`` neighbours (:class:`ExactKNNTransformer`)."""
+    """Leiden clusters (scanpy, igraph flavour, seeded) of scanpy's UMAP-weighted graph of the
+    ``n_neighbors`` neighbours of :func:`knn` (:class:`ExactKNNTransformer`; exact up to
+    ``max_exact_cells``), the kNN's method in ``record``."""
     import anndata as ad
     import pandas as pd
     import scanpy as sc
 
     adata = ad.AnnData(obs=pd.DataFrame(index=[str(i) for i in range(embedding.shape[0])]))
     adata.obsm["emb"] = np.asarray(embedding, dtype=np.float32)
-    sc.pp.neighbors(adata, use_rep="emb", random_state=random_seed, transformer=ExactKNNTransformer(n_neighbors))
+    graph = ExactKNNTransformer(n_neighbors, max_exact_cells=max_exact_cells, random_seed=random_seed, record=record)
+    sc.pp.neighbors(adata, use_rep="emb", random_state=random_seed, transformer=graph)
     sc.tl.leiden(
         adata, flavor=flavor, n_iterations=n_iterations, resolution=resolution,
         random_state=random_seed, key_added="leiden", directed=False,
