@@ -92,8 +92,8 @@ SlurmctldLogFile={self.root / 'log' / 'slurmctld.log'}
 SlurmdLogFile={self.root / 'log' / 'slurmd.log'}
 SlurmctldDebug=info
 SlurmdDebug=info
-# No cgroups: containers and CI machines often lack a usable cgroup tree.
-ProctrackType=proctrack/linuxproc
+# No cgroups (containers and CI machines often lack a usable cgroup tree): a job is its process group.
+ProctrackType=proctrack/pgid
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=5
@@ -174,7 +174,14 @@ PartitionName={GPU_PARTITION} Nodes={NODE} Default=NO MaxTime=INFINITE State=UP 
         return "\n".join(texts)
 
     def stop(self) -> None:
-        """Stop the daemons this object started: SIGTERM, then SIGKILL after 20 s."""
+        """Cancel the cluster's jobs (their slurmstepd would outlive slurmd), then stop the daemons this
+        object started: SIGTERM, then SIGKILL after 20 s."""
+        if self._daemons.get("slurmctld") and self._daemons["slurmctld"].poll() is None:
+            self.client("scancel", f"--user={os.getuid()}", check=False)
+            try:
+                wait_for(lambda: not self.client("squeue", "--noheader", check=False).stdout.strip(), timeout=30)
+            except TimeoutError:
+                pass
         for name in ("slurmd", "slurmctld", "munged"):
             proc = self._daemons.pop(name, None)
             if proc is None or proc.poll() is not None:
