@@ -141,6 +141,10 @@ def test_gpu_jobs_ask_slurm_for_a_gpu_on_the_gpu_partition(slurm, tmp_path):
         if row["process"].endswith(":RUN_MODEL"):
             gpu_jobs += 1
             assert (job.get("Partition"), job.get("TresPerNode")) == (GPU_PARTITION, "gres:gpu:1"), row["name"]
+            # One GPU request in the job script: `accelerator` adds none of its own on SLURM.
+            (script,) = (tmp_path / "work").glob(f"{row['hash']}*/.command.run")
+            headers = [line for line in script.read_text().splitlines() if line.startswith("#SBATCH")]
+            assert [line for line in headers if "gres" in line] == ["#SBATCH --gres=gpu:1"], headers
         else:
             assert job.get("Partition") == PARTITION and "gpu" not in job.get("TresPerNode", ""), (row["name"], job)
     assert gpu_jobs >= 3
