@@ -90,3 +90,17 @@ def test_profile_run(tmp_path_factory) -> NextflowRun:
     run = run_nextflow(launch, "-profile", "test", "--weights_cache", str(launch / "weights_cache"))
     assert run.returncode == 0, run.explain()
     return run
+
+
+#: Every registered model: one shared all-models run serves the models e2e and the SLURM comparison.
+ALL_MODELS = "scvi,geneformer,scgpt,uce,scgenept"
+
+
+@pytest.fixture(scope="session")
+def all_models_run(tmp_path_factory) -> NextflowRun:
+    """One real `nextflow run main.nf -profile test --models <every model>` (local executor), shared."""
+    launch = tmp_path_factory.mktemp("all_models")
+    run = run_nextflow(launch, "-profile", "test", "--models", ALL_MODELS,
+                       "--weights_cache", str(launch / "weights_cache"), timeout=3000)
+    assert run.returncode == 0, run.explain()
+    return run

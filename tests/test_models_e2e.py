@@ -12,7 +12,7 @@ import math
 import anndata as ad
 import pytest
 
-from conftest import run_nextflow
+from conftest import ALL_MODELS
 
 pytestmark = pytest.mark.e2e
 
@@ -27,12 +27,9 @@ MODELS = {
 
 
 @pytest.fixture(scope="module")
-def models_run(tmp_path_factory):
-    launch = tmp_path_factory.mktemp("all_models")
-    run = run_nextflow(launch, "-profile", "test", "--models", ",".join(MODELS),
-                       "--weights_cache", str(launch / "weights_cache"))
-    assert run.returncode == 0, run.explain()
-    return run
+def models_run(all_models_run):
+    assert set(MODELS) == set(ALL_MODELS.split(","))
+    return all_models_run
 
 
 def provenance(path):

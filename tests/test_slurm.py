@@ -20,7 +20,7 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from conftest import NextflowRun, run_nextflow
+from conftest import ALL_MODELS, NextflowRun, run_nextflow
 from slurm_cluster import GPU_PARTITION, PARTITION, SlurmCluster, missing_binaries, wait_for
 from test_config import flat_config
 
@@ -119,13 +119,10 @@ def assert_same_metrics(got: dict, expected: dict, models: List[str] | None = No
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory) -> NextflowRun:
-    """The reference: the same models with the local executor."""
-    launch = tmp_path_factory.mktemp("local_models")
-    run = run_nextflow(launch, "-profile", "test", "--models", MODELS, "--weights_cache",
-                       str(launch / "weights_cache"), timeout=RUN_TIMEOUT)
-    assert run.returncode == 0, run.explain()
-    return run
+def local_run(all_models_run) -> NextflowRun:
+    """The reference: the same models with the local executor (the session's shared all-models run)."""
+    assert MODELS == ALL_MODELS
+    return all_models_run
 
 
 @pytest.mark.e2e
