@@ -100,8 +100,8 @@ class BenchmarkPlan {
 
     // ---- models and baselines ------------------------------------------------------------------
 
-    /** A registry entry as the model description the channels carry. */
-    static Map modelOf(String key, Map entry, String variant) {
+    /** A registry entry as the model description the channels carry (`image`: under `imagePrefix`). */
+    static Map modelOf(String key, Map entry, String variant, String imagePrefix = '') {
         boolean baseline = entry.role == 'baseline'
         return [
             name         : baseline ? 'baseline' : key,
@@ -114,13 +114,14 @@ class BenchmarkPlan {
             model_class  : (entry.model_class ?: '') as String,
             config       : (entry.config ?: '') as String,
             container    : (entry.container ?: '') as String,
+            image        : entry.container ? ((imagePrefix ? "${imagePrefix}/" : '') + entry.container) as String : '',
             needs_weights: !baseline && entry.needs_weights != false,
             datasets     : [],
         ]
     }
 
     /** `--models "scvi,geneformer:gf-6L-30M-i2048"` -> model descriptions (baselines are not named here). */
-    static List<Map> requestedModels(String models, Map<String, Map> registry) {
+    static List<Map> requestedModels(String models, Map<String, Map> registry, String imagePrefix = '') {
         List<String> asked = (models ?: '').tokenize(',')*.trim().findAll { it }
         List<String> known = registry.findAll { k, v -> v.role != 'baseline' }.keySet() as List<String>
         if (!asked) throw new AbortOperationException("--models is empty; choose from: ${known.join(', ')}")
@@ -131,13 +132,13 @@ class BenchmarkPlan {
             if (entry == null || entry.role == 'baseline') {
                 throw new AbortOperationException("--models: unknown model '${name}'; known models: ${known.join(', ')}")
             }
-            modelOf(name, entry, parts[1] as String)
+            modelOf(name, entry, parts[1] as String, imagePrefix)
         }
     }
 
     /** Every baseline the registry holds (each scored only by the tasks that list it). */
-    static List<Map> baselines(Map<String, Map> registry) {
-        return registry.findAll { k, v -> v.role == 'baseline' }.collect { k, v -> modelOf(k as String, v as Map, null) }
+    static List<Map> baselines(Map<String, Map> registry, String imagePrefix = '') {
+        return registry.findAll { k, v -> v.role == 'baseline' }.collect { k, v -> modelOf(k as String, v as Map, null, imagePrefix) }
     }
 
     /**
@@ -148,7 +149,7 @@ class BenchmarkPlan {
         return rows*.model.unique().collect { String name ->
             [name: name, entry: name, role: 'external', model_type: 'EXTERNAL', variant: '', output: 'embedding',
              script: 'baseline_pca.py', model_class: 'PcaBaseline', config: 'containers/baseline/config.yaml',
-             container: '', needs_weights: false, datasets: rows.findAll { it.model == name }*.dataset]
+             container: '', image: '', needs_weights: false, datasets: rows.findAll { it.model == name }*.dataset]
         }
     }
 

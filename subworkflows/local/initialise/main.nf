@@ -88,8 +88,9 @@ workflow INITIALISE {
     }
 
     // Models: bring-your-own embeddings replace inference; baselines stand beside either.
-    def model_list = byo ? BenchmarkPlan.externalModels(byo) : BenchmarkPlan.requestedModels(params.models as String, registry)
-    if (params.baselines) model_list += BenchmarkPlan.baselines(registry)
+    def prefix = params.container_registry as String
+    def model_list = byo ? BenchmarkPlan.externalModels(byo) : BenchmarkPlan.requestedModels(params.models as String, registry, prefix)
+    if (params.baselines) model_list += BenchmarkPlan.baselines(registry, prefix)
 
     FETCH_DATASET(channel.fromList(catalog_datasets))
     ch_catalog = FETCH_DATASET.out.folder.map { meta, folder -> [meta, folder.listFiles().find { f -> f.name.endsWith('.h5ad') }] }
