@@ -55,7 +55,7 @@ def provenance_id(record: dict[str, Any]) -> str:
 
 
 def metric_rows(metric_docs: Iterable[dict[str, Any]],
-                records: Optional[dict[str, dict[str, Any]]] = None) -> list[dict[str, Any]]:
+                records: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Flatten successful EVALUATE documents into one row per metric, sorted for stable output.
 
     Each row names its provenance by ``provenance_id``; the record itself is stored once, in
