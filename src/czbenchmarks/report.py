@@ -21,7 +21,7 @@ from .provenance import utc_now
 RESULTS_SCHEMA_VERSION = "3.0"
 
 CSV_COLUMNS = [
-    "dataset", "model", "model_type", "variant", "task", "metric", "value", "metric_params", "task_params",
+    "dataset", "model", "model_type", "variant", "task", "metric", "value", "metric_params", "computation", "task_params",
     "seed", "n_cells_scored", "weights_sha256", "software",
 ]
 #: Above this share of missing cells per model or dataset, the completeness check flags it (Open Problems' QC).
@@ -82,6 +82,8 @@ def metric_rows(metric_docs: Iterable[dict[str, Any]],
                     "metric": metric["metric_type"],
                     "value": metric["value"],
                     "metric_params": metric.get("params", {}),
+                    # How the value was computed (exact / approximate kNN / sampled silhouette, recall, CI).
+                    "computation": metric.get("computation", {}),
                     "note": metric.get("note", ""),
                     "seed": doc.get("seed"),
                     "n_cells_scored": doc.get("n_cells_scored"),
@@ -324,7 +326,7 @@ def results_csv(results: dict[str, Any]) -> str:
     for row in results["results"]:
         out = {k: row.get(k) for k in CSV_COLUMNS}
         out["software"] = (records.get(row.get("provenance_id", "")) or {}).get("software", {})
-        for key in ("metric_params", "task_params", "software"):
+        for key in ("metric_params", "computation", "task_params", "software"):
             out[key] = json.dumps(out.get(key) or {}, sort_keys=True)
         writer.writerow({**out, "status": "ok", "reason": row.get("note", "")})
     missing = (results.get("completeness") or {}).get("missing")
