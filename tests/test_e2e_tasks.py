@@ -50,7 +50,7 @@ def test_every_task_has_rows_beside_baselines(test_run):
     assert label_baseline == {"raw_expression"}
     assert all(r["seed"] == 42 for r in rows)
     scvi = next(r for r in rows if r["model"] == "scvi")
-    assert "model.pt=" in scvi["weights_sha256"] and scvi["software"]
+    assert "model.pt=" in scvi["weights_sha256"] and results["provenance"][scvi["provenance_id"]]["software"]
     # Only pairs a requested task scores are run: scVI never meets the perturbation-only dataset.
     assert not any(s["dataset"] == "perturb" and s["model"] == "scvi" for s in results["skipped"])
     check = results["completeness"]

@@ -43,7 +43,8 @@ def doc(dataset, model, variant, task, value=0.5, status="ok", **extra):
             "seed": 42, "status": status, "params": {"label_key": "cell_type"}, "n_cells_scored": 10,
             "model_type": "BASELINE" if model == "baseline" else "SCVI",
             "provenance": {"weights": {"files": {"model.pt": "ab" * 32}}, "software": {"scanpy": "1.11.5"}},
-            "metrics": [{"metric_type": "adjusted_rand_index", "value": value, "params": {}}]}
+            "metrics": [{"metric_type": "adjusted_rand_index", "value": value, "params": {},
+                         "computation": {"method": "approximate", "recall_at_k": 0.97}}]}
     if task == "perturbation":
         base["metrics"] = [{"metric_type": "mean_squared_error", "value": value,
                             "params": {"condition": "MEAN", "subset": "all"}}]
@@ -84,6 +85,12 @@ def test_a_run_with_gaps_never_looks_complete(tmp_path):
     assert sum(r["status"] == "ok" for r in rows) == 3 and sum(r["status"] == "missing" for r in rows) == 3
     ok = next(r for r in rows if r["status"] == "ok")
     assert ok["seed"] == "42" and "model.pt=" in ok["weights_sha256"] and "scanpy" in ok["software"]
+    assert json.loads(ok["computation"]) == {"method": "approximate", "recall_at_k": 0.97}
+    # Provenance is stored once per output and referenced by every row of it.
+    ids = {r["provenance_id"] for r in results["results"]}
+    assert len(ids) == 1 and set(results["provenance"]) == ids  # the three rows share one output's record
+    assert all("provenance" not in r and "software" not in r for r in results["results"])
+    assert results["provenance"][results["results"][0]["provenance_id"]]["software"]["scanpy"] == "1.11.5"
     page = render_report(results, plots=False)
     assert "Incomplete" in page and "no mouse weights" in page and "ValueError: boom" in page
     # Failures come first: the missing table precedes the summary.

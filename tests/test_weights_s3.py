@@ -300,7 +300,8 @@ def test_pipeline_fetches_weights_from_s3_and_reports_their_sha256(s3env, tmp_pa
     for row in rows:
         # the report writes "<file>=<sha256>" per weight file
         assert row["weights_sha256"] in (digest, f"model.pt={digest}")
-        assert row["provenance"]["weights"]["source"].startswith(f"s3://{bucket}/mirror/scvi/homo_sapiens")
+        record = run.results()["provenance"][row["provenance_id"]]["provenance"]
+        assert record["weights"]["source"].startswith(f"s3://{bucket}/mirror/scvi/homo_sapiens")
     assert s3env.proxy.count("GET", "/mirror/scvi/homo_sapiens/model.pt") == 2
 
 

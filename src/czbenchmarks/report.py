@@ -6,6 +6,7 @@ Schema of ``benchmark_results.json``: see docs/output.md (``schema_version`` bel
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections.abc import Iterable, Sequence
@@ -20,7 +21,7 @@ from .provenance import utc_now
 RESULTS_SCHEMA_VERSION = "3.0"
 
 CSV_COLUMNS = [
-    "dataset", "model", "model_type", "variant", "task", "metric", "value", "metric_params", "task_params",
+    "dataset", "model", "model_type", "variant", "task", "metric", "value", "metric_params", "computation", "task_params",
     "seed", "n_cells_scored", "weights_sha256", "software",
 ]
 #: Above this share of missing cells per model or dataset, the completeness check flags it (Open Problems' QC).
@@ -36,13 +37,39 @@ def _weights_digest(provenance: dict[str, Any]) -> str:
     return ";".join(f"{path}={digest}" for path, digest in sorted(files.items()))
 
 
-def metric_rows(metric_docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Flatten successful EVALUATE documents into one row per metric, sorted for stable output."""
+def provenance_record(doc: dict[str, Any]) -> dict[str, Any]:
+    """What one EVALUATE document says about where its numbers come from: the output's provenance
+    (model, variant, weights, seed, run info) and the software of the model and evaluation processes."""
+    provenance = doc.get("provenance", {}) or {}
+    return {
+        "provenance": provenance,
+        "software": {**(provenance.get("software") or {}),
+                     **{f"evaluate:{k}": v for k, v in (doc.get("evaluation_software") or {}).items()}},
+    }
+
+
+def provenance_id(record: dict[str, Any]) -> str:
+    """A content address for a provenance record: rows from the same output and software share it."""
+    text = json.dumps(record, sort_keys=True, default=str)
+    return "p" + hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def metric_rows(metric_docs: Iterable[dict[str, Any]],
+                records: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Flatten successful EVALUATE documents into one row per metric, sorted for stable output.
+
+    Each row names its provenance by ``provenance_id``; the record itself is stored once, in
+    ``records`` (``benchmark_results.json``'s top-level ``provenance``), not copied into every row.
+    """
     rows = []
+    records = {} if records is None else records
     for doc in metric_docs:
         if doc.get("status", "ok") != "ok":
             continue
         provenance = doc.get("provenance", {}) or {}
+        record = provenance_record(doc)
+        pid = provenance_id(record)
+        records.setdefault(pid, record)
         for metric in doc["metrics"]:
             rows.append(
                 {
@@ -55,14 +82,14 @@ def metric_rows(metric_docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                     "metric": metric["metric_type"],
                     "value": metric["value"],
                     "metric_params": metric.get("params", {}),
+                    # How the value was computed (exact / approximate kNN / sampled silhouette, recall, CI).
+                    "computation": metric.get("computation", {}),
                     "note": metric.get("note", ""),
                     "seed": doc.get("seed"),
                     "n_cells_scored": doc.get("n_cells_scored"),
                     "task_params": doc.get("params", {}),
                     "weights_sha256": _weights_digest(provenance),
-                    "software": {**(provenance.get("software") or {}), **{
-                        f"evaluate:{k}": v for k, v in (doc.get("evaluation_software") or {}).items()}},
-                    "provenance": provenance,
+                    "provenance_id": pid,
                 }
             )
     rows.sort(key=lambda r: (r["dataset"], r["task"], r["model"] == "baseline", r["model"], r["variant"], r["metric"],
@@ -271,7 +298,8 @@ def build_results(
     from .provenance import software_versions
 
     plan = plan or {"run": {}, "datasets": [], "models": [], "pairs": [], "cells": []}
-    rows = metric_rows(metric_docs)
+    records: dict[str, dict[str, Any]] = {}
+    rows = metric_rows(metric_docs, records)
     return {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "czbenchmarks_nf_version": __version__,
@@ -281,6 +309,7 @@ def build_results(
         "models": plan.get("models", []),
         "n_results": len(rows),
         "results": rows,
+        "provenance": dict(sorted(records.items())),
         "skipped": skipped_pairs(verdicts),
         "failed": failed_tasks(metric_docs),
         "completeness": completeness(plan, metric_docs, verdicts, failed) if plan.get("datasets") else None,
@@ -293,10 +322,12 @@ def results_csv(results: dict[str, Any]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS + ["status", "reason"], lineterminator="\n")
     writer.writeheader()
+    records = results.get("provenance") or {}
     for row in results["results"]:
         out = {k: row.get(k) for k in CSV_COLUMNS}
-        for key in ("metric_params", "task_params", "software"):
-            out[key] = json.dumps(row.get(key, {}), sort_keys=True)
+        out["software"] = (records.get(row.get("provenance_id", "")) or {}).get("software", {})
+        for key in ("metric_params", "computation", "task_params", "software"):
+            out[key] = json.dumps(out.get(key) or {}, sort_keys=True)
         writer.writerow({**out, "status": "ok", "reason": row.get("note", "")})
     missing = (results.get("completeness") or {}).get("missing")
     if missing is None:  # no plan: list what we know

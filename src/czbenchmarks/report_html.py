@@ -25,6 +25,7 @@ th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .ok{background:#e7f6e7;border:1px solid #7c7;padding:8px}.bad{background:#fdeaea;border:1px solid #d77;padding:8px}
 img.plot{max-width:100%;border:1px solid #eee;margin:6px 0}.grid{display:flex;flex-wrap:wrap;gap:8px}
 .grid figure{margin:0}.grid figcaption{font-size:12px;color:#555}code{font-size:12px}
+td{max-width:60em;overflow-wrap:anywhere;vertical-align:top}
 """
 
 
@@ -293,12 +294,13 @@ def render_report(
                             [[d["id"], d.get("organism"), d.get("label_key"), d.get("batch_key"), ", ".join(d.get("tasks", []))]
                              for d in results["datasets"]]))
     provenance: Dict[str, Dict[str, Any]] = OrderedDict()
+    records = results.get("provenance") or {}
     for row in rows:
         key = f"{row['dataset']} x {model_label(row)}"
         if key not in provenance:
-            prov = row.get("provenance") or {}
+            record = records.get(row.get("provenance_id", "")) or {}
             provenance[key] = {"variant": row.get("variant"), "weights_sha256": row.get("weights_sha256") or "",
-                               "seed": row.get("seed"), "software": json.dumps(prov.get("software") or {}, sort_keys=True)}
+                               "seed": row.get("seed"), "software": json.dumps(record.get("software") or {}, sort_keys=True)}
     if provenance:
         parts.append("<h3>Provenance per output</h3>")
         parts.append(_table(["output", "variant", "seed", "weights sha256", "software"],
