@@ -99,7 +99,7 @@ class Geneformer(GeneformerValidator, BaseModelImplementation):
 
     def _download_model_weights(self, dataset: SingleCellDataset) -> None:
         from czbenchmarks.utils import sync_s3_to_local
-        from czbenchmarks.validation import weight_sources
+        from czbenchmarks.weights import weight_sources
         from czbenchmarks.weights import split_s3_uri
 
         # Standalone runs: the same layout FETCH_WEIGHTS builds (model at the root, dictionaries

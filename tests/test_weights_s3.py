@@ -264,6 +264,23 @@ def test_a_key_escaping_the_weights_folder_is_refused(s3env, tmp_path):
     assert s3env.proxy.count("GET", "/model.pt") == 0  # refused before any download
 
 
+def test_uce_variant_fetches_its_checkpoint_and_the_shared_files_only(s3env, tmp_path):
+    """The UCE prefix holds both checkpoints; a variant fetches its own and model_files/, not the other."""
+    from omegaconf import OmegaConf
+
+    for key, body in (("uce/4layer_model.torch", b"four"), ("uce/33l_8ep_1024t_1280.torch", b"thirty-three" * 100),
+                      ("uce/model_files/species_chrom.csv", b"species,gene"), ("uce/model_files/all_tokens.torch", b"t")):
+        s3env.put(f"models/v1/{key}", body)
+    config = OmegaConf.to_container(OmegaConf.load(ROOT / "containers" / "uce" / "config.yaml"), resolve=True)
+    mirror = f"s3://{s3env.bucket}/models/v1/"
+    for variant, checkpoint in (("4l", "4layer_model.torch"), ("33l", "33l_8ep_1024t_1280.torch")):
+        request = W.plan_weights("uce", variant, config["models"][variant], None)
+        sources = [(uri.replace("s3://cz-benchmarks-data/models/v1/", mirror), sub) for uri, sub in request.sources]
+        manifest = W.fetch_weights(sources, tmp_path / variant)
+        assert {e["path"] for e in manifest["files"]} == {
+            checkpoint, "model_files/species_chrom.csv", "model_files/all_tokens.torch"}, manifest["files"]
+
+
 # -- end to end: the pipeline fetches scVI's weights from S3 ---------------------------------
 @pytest.mark.e2e
 def test_pipeline_fetches_weights_from_s3_and_reports_their_sha256(s3env, tmp_path):
