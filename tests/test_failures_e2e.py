@@ -35,8 +35,10 @@ def test_a_failing_pair_never_sinks_the_run_and_resume_reruns_only_it(tmp_path):
     repo = copy_repo(tmp_path / "repo")
     add_fault_model(repo)
     sheet = tmp_path / "samplesheet.csv"
+    # "oneclass" labels every cell alike: clustering cannot apply, so its model never runs.
     sheet.write_text("id,h5ad,organism,label_key,tasks\n"
-                     + "".join(f"{name},{TEST_H5AD},homo_sapiens,cell_type,clustering\n" for name in ("good", "boom", "oom")))
+                     + "".join(f"{name},{TEST_H5AD},homo_sapiens,cell_type,clustering\n" for name in ("good", "boom", "oom"))
+                     + f"oneclass,{TEST_H5AD},homo_sapiens,assay,clustering\n")
     launch = tmp_path / "launch"
     args = ("-profile", "test", "--input", str(sheet), "--models", "fault", "--baselines", "false",
             "--weights_cache", str(launch / "weights_cache"))
@@ -59,6 +61,9 @@ def test_a_failing_pair_never_sinks_the_run_and_resume_reruns_only_it(tmp_path):
     # The kill was retried up to the ladder's end; the exception was not retried.
     runs = by_tag(run.trace(), "RUN_MODEL")
     assert len(runs["oom:fault:v1"]) == 3 and len(runs["boom:fault:v1"]) == 1, runs
+    assert "oneclass:fault:v1" not in runs and [(c["dataset"], c["task"]) for c in check["not_applicable"]] == [
+        ("oneclass", "clustering")], check["not_applicable"]
+    assert "needs 2+ classes" in check["not_applicable"][0]["reason"]
     page = (run.outdir / "report.html").read_text()
     assert "Incomplete" in page and page.index("id='missing'") < page.index("id='summary'")
 

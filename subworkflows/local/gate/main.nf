@@ -37,7 +37,8 @@ workflow GATE {
     // Pairs the gate lets through; a pair whose every cell is not applicable stops here.
     ch_passed = ch_gated
         .filter { dataset, model, h5ad, verdict, cells, request ->
-            verdict.verdict == 'pass' && (model.tasks || BenchmarkPlan.groupTasks(dataset, model, catalogue))
+            verdict.verdict == 'pass' && (model.tasks || BenchmarkPlan.groupTasks(dataset, model, catalogue)
+                .findAll { task -> !((verdict.not_applicable ?: [:]) as Map)[task] })
         }
         .branch { dataset, model, h5ad, verdict, cells, request ->
             weighted: model.needs_weights
