@@ -99,8 +99,7 @@ class Geneformer(GeneformerValidator, BaseModelImplementation):
 
     def _download_model_weights(self, dataset: SingleCellDataset) -> None:
         from czbenchmarks.utils import sync_s3_to_local
-        from czbenchmarks.weights import weight_sources
-        from czbenchmarks.weights import split_s3_uri
+        from czbenchmarks.weights import split_s3_uri, weight_sources
 
         # Standalone runs: the same layout FETCH_WEIGHTS builds (model at the root, dictionaries
         # in the extra_uris subfolder).

@@ -94,8 +94,7 @@ class UCE(UCEValidator, BaseModelImplementation):
     def _download_model_weights(self, dataset: SingleCellDataset) -> None:
         from czbenchmarks.models.uce import find_config, load_config
         from czbenchmarks.utils import sync_s3_to_local
-        from czbenchmarks.weights import weight_sources
-        from czbenchmarks.weights import split_s3_uri
+        from czbenchmarks.weights import split_s3_uri, weight_sources
 
         config = load_config(find_config(getattr(self.args, "model_config", None), script=__file__))
         variants = config.get("models") or {}
