@@ -25,8 +25,13 @@ th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .ok{background:#e7f6e7;border:1px solid #7c7;padding:8px}.bad{background:#fdeaea;border:1px solid #d77;padding:8px}
 img.plot{max-width:100%;border:1px solid #eee;margin:6px 0}.grid{display:flex;flex-wrap:wrap;gap:8px}
 .grid figure{margin:0}.grid figcaption{font-size:12px;color:#555}code{font-size:12px}
-td{max-width:60em;overflow-wrap:anywhere;vertical-align:top}
+td{vertical-align:top}td.num{white-space:nowrap}
+td.long{min-width:24em;max-width:48em;overflow-wrap:anywhere;font-size:12px}
 """
+
+
+#: Text longer than this gets a bounded, wrapping table cell.
+LONG_CELL = 80
 
 
 def _esc(value: Any) -> str:
@@ -198,6 +203,9 @@ def _table(headers: Sequence[str], body: List[Sequence[Any]], classes: Optional[
         for cell in cells:
             if isinstance(cell, float):
                 tds.append(f'<td class="num">{cell:.4f}</td>')
+            elif isinstance(cell, str) and len(cell) > LONG_CELL:
+                # Long unbroken text (software versions, checksums) wraps inside a bounded column.
+                tds.append(f'<td class="long">{_esc(cell)}</td>')
             else:
                 tds.append(f"<td>{_esc(cell)}</td>")
         out.append(f"<tr{cls}>" + "".join(tds) + "</tr>")
