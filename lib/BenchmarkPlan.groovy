@@ -211,9 +211,10 @@ class BenchmarkPlan {
         }
     }
 
-    /** The identity of a result cell, as REPORT and the metrics files name it. */
+    /** The identity of a result cell, as REPORT and the metrics files name it (`entry`: the registry
+     *  entry, which tells the baselines apart where `model` is 'baseline' for all of them). */
     static Map cellKey(List<String> ids, Map model, String task) {
-        return [dataset: ids.join('+'), datasets: ids, model: model.name, variant: model.variant, task: task]
+        return [dataset: ids.join('+'), datasets: ids, model: model.name, entry: model.entry, variant: model.variant, task: task]
     }
 
     /** A pair's tasks the gate let through: scheduled cells only. */

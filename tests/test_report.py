@@ -100,11 +100,15 @@ def test_a_run_with_gaps_never_looks_complete(tmp_path):
 def test_a_later_gate_stage_overrides_and_a_pair_without_verdict_is_missing():
     plan = dict(PLAN, cells=PLAN["cells"] + [cell("h", "scvi", "homo_sapiens", "clustering", "not_applicable",
                                                   "only 2 of 700 genes", stage="vocabulary")],
-                pairs=PLAN["pairs"] + [{"dataset": "p", "model": "scgenept"}])
+                pairs=PLAN["pairs"] + [{"dataset": "p", "model": "scgenept"},
+                                       {"dataset": "h", "model": "baseline", "entry": "raw_expression"}])
     check = build_results([], [], plan)["completeness"]
     na = {(c["dataset"], c["model"], c["task"]): c["reason"] for c in check["not_applicable"]}
     assert na[("h", "scvi", "clustering")] == "only 2 of 700 genes"
     assert {"dataset": "p", "model": "scgenept", "variant": "", "task": "*",
+            "reason": "VALIDATE did not finish (see pipeline_info/trace.txt)"} in check["missing"]
+    # Baselines share the model name: the undecided one is told apart by its registry entry.
+    assert {"dataset": "h", "model": "baseline", "variant": "raw_expression", "task": "*",
             "reason": "VALIDATE did not finish (see pipeline_info/trace.txt)"} in check["missing"]
 
 

@@ -221,8 +221,7 @@ def failed_from_trace(trace: Path | None) -> list[FailedTask]:
 
 
 def completeness(
-    plan: dict[str, Any], metric_docs: list[dict[str, Any]], verdicts: list[dict[str, Any]],
-    failed: Sequence[FailedTask] = (),
+    plan: dict[str, Any], metric_docs: list[dict[str, Any]], failed: Sequence[FailedTask] = (),
 ) -> dict[str, Any]:
     """The scheduled cells against what came back: produced, not applicable (why) and missing (why).
 
@@ -260,13 +259,16 @@ def completeness(
                           "(see pipeline_info/trace.txt)")
             missing.append({**identity(cell), "reason": reason})
 
-    # A pair the workflow considered but that no gate stage decided: its VALIDATE failed.
-    decided = {(c["dataset"], c["model"]) for c in plan.get("cells", [])}
-    decided |= {(d, c["model"]) for c in plan.get("cells", []) for d in c.get("datasets", [])}
+    # A pair the workflow considered but that no gate stage decided: its VALIDATE failed. Pairs are
+    # told apart by registry entry (every baseline is model 'baseline').
+    decided = {(d, c.get("entry") or c["model"]) for c in plan.get("cells", [])
+               for d in c.get("datasets") or [c["dataset"]]}
     for pair in plan.get("pairs", []):
-        if (pair["dataset"], pair["model"]) in decided:
+        entry = pair.get("entry") or pair["model"]
+        if (pair["dataset"], entry) in decided:
             continue
-        cell = {"dataset": pair["dataset"], "model": pair["model"], "variant": "", "task": "*"}
+        variant = entry if pair["model"] == "baseline" else ""
+        cell = {"dataset": pair["dataset"], "model": pair["model"], "variant": variant, "task": "*"}
         causes = [f.reason for f in failed if f.process == "VALIDATE" and f.relates_to(cell)]
         missing.append({**cell, "reason": "; ".join(causes) or "VALIDATE did not finish (see pipeline_info/trace.txt)"})
 
@@ -312,7 +314,7 @@ def build_results(
         "provenance": dict(sorted(records.items())),
         "skipped": skipped_pairs(verdicts),
         "failed": failed_tasks(metric_docs),
-        "completeness": completeness(plan, metric_docs, verdicts, failed) if plan.get("datasets") else None,
+        "completeness": completeness(plan, metric_docs, failed) if plan.get("datasets") else None,
         "report_software": software_versions(),
     }
 

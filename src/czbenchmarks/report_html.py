@@ -245,7 +245,7 @@ def render_report(
                      "<code>-resume</code> reruns only these.</p>")
         parts.append(_table(["dataset", "model", "variant", "task", "reason"],
                             [[c["dataset"], c["model"], c.get("variant", ""), c["task"], c["reason"]] for c in missing]))
-    if results.get("failed"):
+    if results.get("failed") and not check:  # with a plan, the missing table already lists them
         parts.append("<h3>Evaluations that failed</h3>")
         parts.append(_table(["dataset", "model", "variant", "task", "error"],
                             [[f["dataset"], f["model"], f["variant"], f["task"], f["error"]] for f in results["failed"]]))
