@@ -101,8 +101,11 @@ class BenchmarkPlan {
     // ---- models and baselines ------------------------------------------------------------------
 
     /** A registry entry as the model description the channels carry (`image`: under `imagePrefix`). */
-    static Map modelOf(String key, Map entry, String variant, String imagePrefix = '') {
+    static Map modelOf(String key, Map entry, String variant, String imagePrefix = '', Map options = [:]) {
         boolean baseline = entry.role == 'baseline'
+        // A reduced precision applies only to entries that declare it; the others run float32.
+        List<String> precisions = (entry.precisions ?: ['float32']) as List<String>
+        String precision = precisions.contains(options.precision as String) ? options.precision as String : 'float32'
         return [
             name         : baseline ? 'baseline' : key,
             entry        : key,
@@ -116,12 +119,32 @@ class BenchmarkPlan {
             container    : (entry.container ?: '') as String,
             image        : entry.container ? ((imagePrefix ? "${imagePrefix}/" : '') + entry.container) as String : '',
             needs_weights: !baseline && entry.needs_weights != false,
+            precision    : precision,
+            args         : ((options.model_args ?: [:])[key] ?: '') as String,
             datasets     : [],
         ]
     }
 
+    /**
+     * `--model_args "geneformer=--emb_layer 0;uce=--species_mode human"` -> [geneformer: '--emb_layer 0', ...]:
+     * extra command-line options of one model's script. Names must be registry models.
+     */
+    static Map<String, String> modelArgs(String text, Map<String, Map> registry) {
+        Map<String, String> out = [:]
+        (text ?: '').tokenize(';')*.trim().findAll { it }.each { String item ->
+            int eq = item.indexOf('=')
+            String name = eq > 0 ? item.substring(0, eq).trim() : ''
+            if (!registry.containsKey(name) || registry[name].role == 'baseline') {
+                throw new AbortOperationException("--model_args: '${item}' must be <model>=<options> with a model of the registry " +
+                    "(${registry.findAll { k, v -> v.role != 'baseline' }.keySet().join(', ')})")
+            }
+            out[name] = item.substring(eq + 1).trim()
+        }
+        return out
+    }
+
     /** `--models "scvi,geneformer:gf-6L-30M-i2048"` -> model descriptions (baselines are not named here). */
-    static List<Map> requestedModels(String models, Map<String, Map> registry, String imagePrefix = '') {
+    static List<Map> requestedModels(String models, Map<String, Map> registry, String imagePrefix = '', Map options = [:]) {
         List<String> asked = (models ?: '').tokenize(',')*.trim().findAll { it }
         List<String> known = registry.findAll { k, v -> v.role != 'baseline' }.keySet() as List<String>
         if (!asked) throw new AbortOperationException("--models is empty; choose from: ${known.join(', ')}")
@@ -132,7 +155,7 @@ class BenchmarkPlan {
             if (entry == null || entry.role == 'baseline') {
                 throw new AbortOperationException("--models: unknown model '${name}'; known models: ${known.join(', ')}")
             }
-            modelOf(name, entry, parts[1] as String, imagePrefix)
+            modelOf(name, entry, parts[1] as String, imagePrefix, options)
         }
     }
 

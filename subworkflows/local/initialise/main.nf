@@ -89,7 +89,8 @@ workflow INITIALISE {
 
     // Models: bring-your-own embeddings replace inference; baselines stand beside either.
     def prefix = params.container_registry as String
-    def model_list = byo ? BenchmarkPlan.externalModels(byo) : BenchmarkPlan.requestedModels(params.models as String, registry, prefix)
+    def model_options = [precision: params.precision, model_args: BenchmarkPlan.modelArgs(params.model_args as String, registry)]
+    def model_list = byo ? BenchmarkPlan.externalModels(byo) : BenchmarkPlan.requestedModels(params.models as String, registry, prefix, model_options)
     if (params.baselines) model_list += BenchmarkPlan.baselines(registry, prefix)
 
     FETCH_DATASET(channel.fromList(catalog_datasets))
@@ -97,6 +98,7 @@ workflow INITIALISE {
 
     // The run's header for REPORT: only values that stay the same on -resume, so REPORT can cache.
     def run_info = [models: byo ? '' : params.models, tasks: params.tasks, seed: params.seed, baselines: params.baselines,
+                    precision: params.precision, model_args: params.model_args ?: '',
                     embeddings: params.embeddings ?: '', input: params.input ?: '', datasets: params.datasets ?: '',
                     session: workflow.sessionId.toString(), nextflow: nextflow.version.toString(),
                     revision: workflow.revision ?: '', commit: workflow.commitId ?: '', profile: workflow.profile,
