@@ -304,14 +304,17 @@ class RankValueTokenizer:
         return sp.csr_matrix((ones, (plan.columns, plan.slots)), shape=(plan.n_columns, len(plan.tokens)))
 
     # -- tokenizing ------------------------------------------------------------------------
-    def iter_batches(self, adata: Any, plan: Optional[GenePlan] = None) -> Iterator[TokenizedBatch]:
+    def iter_batches(self, adata: Any, plan: Optional[GenePlan] = None, matrix: Any = None) -> Iterator[TokenizedBatch]:
         """Yield :class:`TokenizedBatch` es of ``batch_size`` cells, in dataset order.
 
         Works on in-memory and backed AnnData (sparse or dense X); reads one row slice at a time.
+        ``matrix`` is the count matrix to read (default ``adata.X``; e.g. a layer holding the raw
+        counts, see :func:`czbenchmarks.datasets.inputs.counts_matrix`).
         """
         import scipy.sparse as sp
 
         plan = plan if plan is not None else self.plan(adata)
+        matrix = adata.X if matrix is None else matrix
         n_obs = int(adata.n_obs)
         n_counts_obs = None
         if self.n_counts_key and self.n_counts_key in adata.obs.columns:
@@ -320,7 +323,7 @@ class RankValueTokenizer:
         selector = None
         for start in range(0, n_obs, self.batch_size):
             stop = min(start + self.batch_size, n_obs)
-            block = adata.X[start:stop]
+            block = matrix[start:stop]
             sparse_source = sp.issparse(block)
             if n_counts_obs is not None:
                 n_counts = np.asarray(n_counts_obs[start:stop])
