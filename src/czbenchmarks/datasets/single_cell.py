@@ -29,6 +29,10 @@ class SingleCellDataset(BaseDataset):
 
     #: Where the raw counts are (VALIDATE passes it; ``""``: detect once, on first use).
     counts_location: str = ""
+    #: The reference's rule: ``validate()`` refuses gene names without the organism's Ensembl prefix.
+    #: ``BaseModelImplementation.run`` lifts it for models whose validator reads other identifiers
+    #: (``gene_identifiers`` other than ``"ensembl"``: symbols, mapped symbols, any).
+    require_gene_ids: bool = True
 
     def __init__(self, path: str, organism: Organism | str, **kwargs: Any) -> None:
         super().__init__(path, organism, **kwargs)
@@ -106,11 +110,10 @@ class SingleCellDataset(BaseDataset):
     def _validate(self) -> None:
         """The reference's checks, without its side effect on ``var_names``.
 
-        Raises ``ValueError`` for a missing AnnData or organism. Unlike the reference, gene names
-        without the organism's Ensembl prefix are not refused here: which identifiers a model needs
-        is its validator's rule (``gene_identifiers``), so a symbol-only dataset still reaches the
-        models that read symbols. Counts that are not raw only log a warning, as some models take
-        normalised data (``requires_raw_counts`` on the validator decides).
+        Raises ``ValueError`` for a missing AnnData or organism and, while ``require_gene_ids``
+        (the default, as the reference), for gene names without the organism's prefix (in
+        ``var_names`` and in ``var['ensembl_id']``). Counts that are not raw only log a warning, as
+        some models take normalised data (``requires_raw_counts`` on the validator decides).
         """
         if DataType.ANNDATA not in self._inputs:
             raise ValueError("Dataset does not contain anndata object")
@@ -130,6 +133,8 @@ class SingleCellDataset(BaseDataset):
                 "input. Check the corresponding model card for more details."
             )
         if find_gene_ids(adata.var_names, adata.var, self.organism).ids is None:
+            if self.require_gene_ids:
+                raise ValueError(gene_name_error(self.organism))
             logger.info("%s: %s", self.path, gene_name_error(self.organism))
 
 

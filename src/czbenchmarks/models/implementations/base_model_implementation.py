@@ -305,6 +305,8 @@ class BaseModelImplementation(BaseModelValidator, ABC):
         for dataset in self.datasets:
             if pipeline_mode:
                 dataset.load_data()
+            if getattr(self, "gene_identifiers", "ensembl") != "ensembl" and isinstance(dataset, SingleCellDataset):
+                dataset.require_gene_ids = False  # the validator's own gene rule applies (symbols, ...)
             dataset.validate()
             self.validate_dataset(dataset)
         for dataset in self.datasets:
