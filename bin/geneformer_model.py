@@ -115,7 +115,6 @@ class Geneformer(GeneformerValidator, BaseModelImplementation):
 
     def gene_plan(self, dataset: SingleCellDataset):
         """How the dataset's genes map onto the fetched variant's vocabulary (``None``: weights not local)."""
-        from czbenchmarks.models.geneformer import GeneDictionaries
         from czbenchmarks.models.geneformer.tokenizer import plan_genes
 
         token_file = self.find_vocabulary_file()
@@ -123,13 +122,22 @@ class Geneformer(GeneformerValidator, BaseModelImplementation):
             return None
         settings = self.variant_settings()
         root = token_file.parents[len(Path(settings["token_dictionary"]).parts) - 1]
-        mapping = settings.get("gene_mapping_dictionary")
-        dictionaries = GeneDictionaries.load(
-            token_file, root / settings["gene_median_dictionary"],
-            root / mapping if mapping and (root / mapping).is_file() else None,
-        )
+        dictionaries = self.load_dictionaries(root, settings)
         adata = dataset.adata
         return plan_genes(adata.var_names, adata.var, dictionaries)
+
+    @staticmethod
+    def load_dictionaries(root: Path, settings: Dict[str, Any]):
+        """The variant's token, median and mapping dictionaries under ``root`` (the weights folder);
+        upstream's ``gene_name_id_dict`` beside the mapping dictionary, when fetched with it, adds
+        the symbol -> ID entries the mapping lacks."""
+        from czbenchmarks.models.geneformer import GeneDictionaries
+        from czbenchmarks.models.geneformer.tokenizer import name_dictionary_beside
+
+        mapping = settings.get("gene_mapping_dictionary")
+        mapping_file = root / mapping if mapping and (root / mapping).is_file() else None
+        return GeneDictionaries.load(root / settings["token_dictionary"], root / settings["gene_median_dictionary"],
+                                     mapping_file, name_dictionary_beside(mapping_file))
 
     def vocabulary_reasons(self, dataset: SingleCellDataset) -> List[str]:
         """No dataset gene resolves to the vocabulary, directly or through the mapping dictionary."""
@@ -163,24 +171,20 @@ class Geneformer(GeneformerValidator, BaseModelImplementation):
         from czbenchmarks.device import select_device
         from czbenchmarks.models.geneformer import (
             PAD_TOKEN,
-            GeneDictionaries,
             embed_token_batches,
             filter_pass_mask,
             load_encoder,
             tokenizer_for_variant,
         )
         from czbenchmarks.models.geneformer.embedding import run_info
+        from czbenchmarks.models.geneformer.tokenizer import name_dictionary_beside
 
         settings = self.variant_settings()
         device = select_device(self.args.device)
         torch.manual_seed(self.args.seed)  # inference is deterministic; this only pins any RNG use
         weights = Path(self.model_weights_dir)
         mapping = settings.get("gene_mapping_dictionary")
-        dictionaries = GeneDictionaries.load(
-            weights / settings["token_dictionary"],
-            weights / settings["gene_median_dictionary"],
-            weights / mapping if mapping and (weights / mapping).is_file() else None,
-        )
+        dictionaries = self.load_dictionaries(weights, settings)
         tokenizer = tokenizer_for_variant(dictionaries, settings, batch_size=self.args.tokenize_batch_size)
         adata = dataset.adata
         plan = tokenizer.plan(adata)
@@ -229,6 +233,7 @@ class Geneformer(GeneformerValidator, BaseModelImplementation):
             "n_cells_without_known_genes": int((~embedded).sum()) - n_failing,
             "counts_location": dataset.counts_location or dataset.counts_finding.location,
             "gene_mapping_dictionary": mapping,
+            "gene_name_dictionary": getattr(name_dictionary_beside(weights / mapping if mapping else None), "name", None),
             **plan.summary(),
             **run_info(loaded, emb_layer, emb_mode, self.args.forward_batch_size),
         }

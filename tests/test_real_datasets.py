@@ -259,6 +259,32 @@ def test_real_geneformer_mapping_turns_the_test_symbols_into_their_ensembl_ids(p
     assert agree >= 0.9 * len(plan.columns)
 
 
+@pytest.mark.skipif(not REAL_GENEFORMER.is_dir(), reason="real Geneformer dictionaries (shared/real-artifacts) absent")
+def test_v1_symbols_map_through_the_name_dictionary_beside_the_mapping(pbmc, tmp_path):
+    """The gc30M ensembl_mapping_dict maps IDs only: symbols need gene_name_id_dict, fetched beside it."""
+    import shutil
+
+    from czbenchmarks.validation import load_model_class
+
+    folder = tmp_path / "gene_dictionaries"
+    folder.mkdir()
+    for name in ("token_dictionary", "gene_median_dictionary", "ensembl_mapping_dict"):
+        shutil.copy(REAL_GENEFORMER / f"{name}_gc30M.pkl", folder)
+    settings = {"token_dictionary": "gene_dictionaries/token_dictionary_gc30M.pkl",
+                "gene_median_dictionary": "gene_dictionaries/gene_median_dictionary_gc30M.pkl",
+                "gene_mapping_dictionary": "gene_dictionaries/ensembl_mapping_dict_gc30M.pkl"}
+    cls = load_model_class(BIN / "geneformer_model.py", "Geneformer")
+    from czbenchmarks.models.geneformer.tokenizer import plan_genes
+
+    symbols = list(pbmc.var["feature_name"].astype(str))
+    without = plan_genes(symbols, None, cls.load_dictionaries(tmp_path, settings))
+    shutil.copy(REAL_GENEFORMER / "gene_name_id_dict_gc30M.pkl", folder)
+    with_names = plan_genes(symbols, None, cls.load_dictionaries(tmp_path, settings))
+    assert without.n_known_genes == 0
+    assert with_names.n_known_genes >= 0.9 * plan_genes(list(pbmc.var_names), None,
+                                                         cls.load_dictionaries(tmp_path, settings)).n_known_genes
+
+
 # -- scVI batch roles ------------------------------------------------------------------------------
 def test_scvi_batch_roles_from_columns_and_constants(pbmc, tmp_path):
     from czbenchmarks.validation import load_model_class

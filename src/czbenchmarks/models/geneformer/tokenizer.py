@@ -113,13 +113,22 @@ class GeneDictionaries:
         token_file: PathLike,
         median_file: PathLike,
         mapping_file: Optional[PathLike] = None,
+        name_file: Optional[PathLike] = None,
     ) -> "GeneDictionaries":
-        """Read the pickles (numpy scalar values are turned into plain ints and floats)."""
+        """Read the pickles (numpy scalar values are turned into plain ints and floats).
+
+        ``name_file`` (upstream's ``gene_name_id_dict``: symbol -> Ensembl ID) adds the symbols the
+        mapping dictionary lacks: the gc95M ``ensembl_mapping_dict`` maps symbols too, the gc30M one
+        maps Ensembl IDs only. Entries of ``mapping_file`` win.
+        """
         token = {str(k): int(v) for k, v in _load_pickle(token_file).items()}
         median = {str(k): float(v) for k, v in _load_pickle(median_file).items()}
         mapping = None
+        if name_file is not None:
+            mapping = {str(k): str(v) for k, v in _load_pickle(name_file).items() if v is not None}
         if mapping_file is not None:
-            mapping = {str(k): str(v) for k, v in _load_pickle(mapping_file).items() if v is not None}
+            mapping = {**(mapping or {}),
+                       **{str(k): str(v) for k, v in _load_pickle(mapping_file).items() if v is not None}}
         return cls(token=token, median=median, mapping=mapping)
 
     def special_id(self, name: str) -> Optional[int]:
@@ -130,6 +139,15 @@ class GeneDictionaries:
     def gene_keys(self) -> List[str]:
         """Vocabulary keys that are genes (not special tokens) and have a median."""
         return [k for k in self.token if not k.startswith("<") and k in self.median]
+
+
+def name_dictionary_beside(mapping_file: Optional[PathLike]) -> Optional[Path]:
+    """Upstream's ``gene_name_id_dict_<corpus>.pkl`` next to ``ensembl_mapping_dict_<corpus>.pkl``, if present."""
+    if mapping_file is None:
+        return None
+    path = Path(mapping_file)
+    candidate = path.with_name(path.name.replace("ensembl_mapping_dict", "gene_name_id_dict"))
+    return candidate if candidate != path and candidate.is_file() else None
 
 
 @dataclass
