@@ -126,6 +126,18 @@ def test_counts_in_raw_x_are_found(in_raw):
     assert verdict.checks["counts_looked_at"]["layers['counts']"] == "absent"
 
 
+def test_raw_with_other_genes_than_var_is_not_taken(pbmc, tmp_path):
+    adata = pbmc.copy()
+    adata.raw = adata.copy()
+    adata = adata[:, :500].copy()  # var subset, raw keeps all 700 genes (a common HVG-subset export)
+    adata.X = lognormalised(adata.X)
+    path = tmp_path / "raw_more_genes.h5ad"
+    adata.write_h5ad(path)
+    scvi = check(path, "scvi")
+    assert scvi.verdict == INCOMPATIBLE, scvi.to_json()
+    assert "raw.X has 700 genes but var has 500" in scvi.checks["counts_looked_at"]["raw.X"]
+
+
 def test_a_named_counts_layer_wins_and_a_missing_one_is_an_error(layered):
     # Named X (normalised): the user's word is taken, and scVI then cannot run.
     named_x = check(layered, "scvi", counts_layer="X")

@@ -35,6 +35,10 @@ class CountsLocationError(ValueError):
     """A counts location that does not exist in the dataset (or cannot be aligned with its genes)."""
 
 
+class CountsAbsentError(CountsLocationError):
+    """The dataset has no matrix at that counts location."""
+
+
 def parse_counts_location(value: Optional[str]) -> str:
     """Canonical counts location from a samplesheet value: ``""`` (detect), ``X``, ``raw.X`` or ``layers/<name>``.
 
@@ -79,7 +83,7 @@ def h5_counts_element(handle: Any, location: str, n_vars: int, var_names: Option
         return handle["X"]
     if location == "raw.X":
         if "raw" not in handle or "X" not in handle["raw"]:
-            raise CountsLocationError("the file has no raw.X")
+            raise CountsAbsentError("the file has no raw.X")
         element = handle["raw"]["X"]
         if x_shape(element)[1] != n_vars:
             raise CountsLocationError(
@@ -96,7 +100,7 @@ def h5_counts_element(handle: Any, location: str, n_vars: int, var_names: Option
         name = location[len("layers/"):]
         layers = list(handle["layers"].keys()) if "layers" in handle else []
         if name not in layers:
-            raise CountsLocationError(f"the file has no layer '{name}' (layers: {layers})")
+            raise CountsAbsentError(f"the file has no layer '{name}' (layers: {layers})")
         return handle["layers"][name]
     raise CountsLocationError(f"unknown counts location '{location}'")
 
@@ -131,13 +135,13 @@ def counts_matrix(adata: Any, where: str) -> Any:
         return lazy_matrix(h5_counts_element(adata.file._file, location, adata.n_vars, adata.var_names))
     if location == "raw.X":
         if adata.raw is None:
-            raise CountsLocationError("the dataset has no raw.X")
+            raise CountsAbsentError("the dataset has no raw.X")
         if adata.raw.n_vars != adata.n_vars or not adata.raw.var_names.equals(adata.var_names):
             raise CountsLocationError("raw.var names differ from var names; raw.X columns cannot be matched")
         return adata.raw.X
     name = location[len("layers/"):]
     if name not in adata.layers:
-        raise CountsLocationError(f"the dataset has no layer '{name}' (layers: {list(adata.layers.keys())})")
+        raise CountsAbsentError(f"the dataset has no layer '{name}' (layers: {list(adata.layers.keys())})")
     return adata.layers[name]
 
 
@@ -187,7 +191,7 @@ def find_counts(sample_of: Any, requested: str = "") -> CountsFinding:
             values = sample_of(candidate)
         except CountsLocationError as err:
             if candidate != "X":
-                looked_at[candidate] = "absent" if "no " in str(err) else str(err)
+                looked_at[candidate] = "absent" if isinstance(err, CountsAbsentError) else str(err)
             continue
         problems = count_problems(values)
         if candidate == "X":
