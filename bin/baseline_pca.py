@@ -27,6 +27,8 @@ class BaselineValidator(BaseSingleCellValidator):
     required_obs_keys: List[str] = []
     required_var_keys: List[str] = []
     model_type = ModelType.BASELINE
+    gene_identifiers = "any"  # PCA and raw expression work on any gene names
+    raw_counts_reason = "PCA normalises (normalize_total, log1p) whatever matrix it is given"
 
     @property
     def inputs(self) -> Set[DataType]:
@@ -59,12 +61,17 @@ class PcaBaseline(BaselineValidator, BaseModelImplementation):
         self.model_weights_dir = ""  # nothing to fetch
 
     def run_model(self, dataset: SingleCellDataset) -> None:
+        import anndata as ad
+
         from czbenchmarks.tasks.baselines import pca_baseline
 
+        source = dataset.adata
+        # The counts where VALIDATE found them (X, a layer or raw.X), as the models read them.
+        counts = ad.AnnData(X=dataset.counts, obs=source.obs, var=source.var)
         embedding, info = pca_baseline(
-            dataset.adata, n_top_genes=self.args.n_top_genes, n_pcs=self.args.n_pcs, seed=self.args.seed
+            counts, n_top_genes=self.args.n_top_genes, n_pcs=self.args.n_pcs, seed=self.args.seed
         )
-        self.run_info = info
+        self.run_info = {**info, "counts_location": dataset.counts_location or dataset.counts_finding.location}
         dataset.set_output(self.model_type, DataType.EMBEDDING, embedding)
 
 

@@ -36,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tasks", default="", help="comma list: the dataset's tasks that score this model")
     parser.add_argument("--task_catalogue", default=None, type=Path, help="conf/tasks.yaml (default: the checkout's)")
     parser.add_argument("--max_cells", type=int, default=2000)
+    parser.add_argument("--counts_layer", default="",
+                        help="where the raw counts are: X, raw.X or a layer name (empty: detect X, layers['counts'], "
+                             "layers['raw_counts'], raw.X in that order)")
+    parser.add_argument("--scvi_batch_columns", default="",
+                        help="scVI batch roles: 'role=obs_column' or 'role==constant', ';'-separated")
     parser.add_argument("--output", required=True, type=Path)
     parser.add_argument("--weights_request", default=None, type=Path,
                         help="where to write what FETCH_WEIGHTS fetches for this pair (JSON; {} without weights)")
@@ -64,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             split_key=args.split_key or "split",
             tasks=[t for t in args.tasks.split(",") if t],
             task_catalogue=args.task_catalogue,
+            counts_layer=args.counts_layer,
+            scvi_batch_columns=args.scvi_batch_columns,
         )
     except Exception as err:  # a validator bug must not take sibling datasets down; report it
         traceback.print_exc()

@@ -6,10 +6,11 @@ dictionaries, embeddings from the second-to-last layer; ``<cls>`` for V2, the me
 for the older variants) with the project's own streaming tokenizer and ``transformers``' BERT in
 place of the upstream ``geneformer`` package (``czbenchmarks.models.geneformer``).
 
-Input contract: human cells, raw counts, Ensembl gene IDs in ``var_names`` or
-``var['ensembl_id']`` (version suffixes are ignored). Symbol-only datasets are turned away by
-validation, as in the reference; the tokenizer itself can map symbols through the dictionary
-for interactive use. Cells none of whose expressed genes the model knows, and cells whose
+Input contract: human cells, raw counts (X, a layer or raw.X: where VALIDATE found them), Ensembl
+gene IDs in ``var_names`` or ``var['ensembl_id']`` (version suffixes are ignored) or gene symbols
+(``var['feature_name']`` or symbol ``var_names``), which are mapped to Ensembl IDs through the
+variant's ``gene_mapping_dictionary`` (upstream's ``ensembl_mapping_dict``, which maps symbols as
+well as IDs); CHECK_VOCABULARY counts how many map and provenance records it. Cells none of whose expressed genes the model knows, and cells whose
 ``obs['filter_pass']`` is present and not 1 (upstream does not tokenize them), are kept in the output
 with ``embedded = False`` (NaN rows) and counted in provenance. The forward pass runs in float32
 unless ``--precision`` asks for bfloat16/float16 autocast.
@@ -36,10 +37,16 @@ class GeneformerValidator(BaseSingleCellValidator):
 
     available_organisms = [Organism.HUMAN]
     required_obs_keys: List[str] = []
-    # Ensembl IDs in var_names or var['ensembl_id'] (checked by BaseSingleCellValidator).
     required_var_keys: List[str] = []
     model_type = ModelType.GENEFORMER
-    requires_raw_counts = True  # n_counts normalisation and median scaling assume counts
+    # Upstream's tokenizer only warns on non-count input; it normalises by each cell's total and
+    # ranks by value / gene median, so log-normalised input can rank genes differently.
+    requires_raw_counts = False
+    raw_counts_reason = ("upstream Geneformer only warns; it normalises each cell by its total and ranks genes by "
+                         "value / median, so log-normalised values may rank genes differently than counts")
+    # Ensembl IDs in var_names or var['ensembl_id'], or symbols the weights' mapping dictionary maps.
+    gene_identifiers = "ensembl_or_mapped_symbols"
+    gene_identifiers_reason = "Geneformer's vocabulary is keyed by Ensembl ID"
 
     @property
     def inputs(self) -> Set[DataType]:
@@ -84,6 +91,15 @@ class Geneformer(GeneformerValidator, BaseModelImplementation):
     def get_model_weights_subdir(self, dataset: SingleCellDataset) -> str:
         return self.args.model_variant
 
+    @property
+    def vocabulary_file(self) -> Optional[str]:  # type: ignore[override]
+        """The variant's token dictionary, relative to the weights folder: CHECK_VOCABULARY then maps
+        the dataset's genes (symbols included) on the fetched dictionaries."""
+        try:
+            return str(self.variant_settings()["token_dictionary"])
+        except (FileNotFoundError, ValueError, KeyError):
+            return None
+
     def find_vocabulary_file(self) -> Optional[Path]:
         """The variant's token dictionary in the weights folder (for the vocabulary-overlap check)."""
         if self.vocabulary_path is not None:
@@ -96,6 +112,43 @@ class Geneformer(GeneformerValidator, BaseModelImplementation):
             if (folder / relative).is_file():
                 return folder / relative
         return None
+
+    def gene_plan(self, dataset: SingleCellDataset):
+        """How the dataset's genes map onto the fetched variant's vocabulary (``None``: weights not local)."""
+        from czbenchmarks.models.geneformer.tokenizer import plan_genes
+
+        token_file = self.find_vocabulary_file()
+        if token_file is None:
+            return None
+        settings = self.variant_settings()
+        root = token_file.parents[len(Path(settings["token_dictionary"]).parts) - 1]
+        dictionaries = self.load_dictionaries(root, settings)
+        adata = dataset.adata
+        return plan_genes(adata.var_names, adata.var, dictionaries)
+
+    @staticmethod
+    def load_dictionaries(root: Path, settings: Dict[str, Any]):
+        """The variant's token, median and mapping dictionaries under ``root`` (the weights folder);
+        upstream's ``gene_name_id_dict`` beside the mapping dictionary, when fetched with it, adds
+        the symbol -> ID entries the mapping lacks."""
+        from czbenchmarks.models.geneformer import GeneDictionaries
+        from czbenchmarks.models.geneformer.tokenizer import name_dictionary_beside
+
+        mapping = settings.get("gene_mapping_dictionary")
+        mapping_file = root / mapping if mapping and (root / mapping).is_file() else None
+        return GeneDictionaries.load(root / settings["token_dictionary"], root / settings["gene_median_dictionary"],
+                                     mapping_file, name_dictionary_beside(mapping_file))
+
+    def vocabulary_reasons(self, dataset: SingleCellDataset) -> List[str]:
+        """No dataset gene resolves to the vocabulary, directly or through the mapping dictionary."""
+        plan = self.gene_plan(dataset)
+        if plan is None:
+            return []
+        self.vocabulary_facts = plan.summary()
+        if plan.n_known_genes:
+            return []
+        return [f"none of the dataset's {plan.n_columns} genes ({plan.source}, e.g. {plan.unknown_examples[:3]}) "
+                f"is in the {self.args.model_variant} vocabulary, directly or through its gene mapping dictionary"]
 
     def _download_model_weights(self, dataset: SingleCellDataset) -> None:
         from czbenchmarks.utils import sync_s3_to_local
@@ -118,24 +171,20 @@ class Geneformer(GeneformerValidator, BaseModelImplementation):
         from czbenchmarks.device import select_device
         from czbenchmarks.models.geneformer import (
             PAD_TOKEN,
-            GeneDictionaries,
             embed_token_batches,
             filter_pass_mask,
             load_encoder,
             tokenizer_for_variant,
         )
         from czbenchmarks.models.geneformer.embedding import run_info
+        from czbenchmarks.models.geneformer.tokenizer import name_dictionary_beside
 
         settings = self.variant_settings()
         device = select_device(self.args.device)
         torch.manual_seed(self.args.seed)  # inference is deterministic; this only pins any RNG use
         weights = Path(self.model_weights_dir)
         mapping = settings.get("gene_mapping_dictionary")
-        dictionaries = GeneDictionaries.load(
-            weights / settings["token_dictionary"],
-            weights / settings["gene_median_dictionary"],
-            weights / mapping if mapping and (weights / mapping).is_file() else None,
-        )
+        dictionaries = self.load_dictionaries(weights, settings)
         tokenizer = tokenizer_for_variant(dictionaries, settings, batch_size=self.args.tokenize_batch_size)
         adata = dataset.adata
         plan = tokenizer.plan(adata)
@@ -153,7 +202,7 @@ class Geneformer(GeneformerValidator, BaseModelImplementation):
         started = time.perf_counter()
         for start, block, ok in embed_token_batches(
             loaded,
-            tokenizer.iter_batches(adata, plan),
+            tokenizer.iter_batches(adata, plan, matrix=dataset.counts),
             pad_id=dictionaries.token.get(PAD_TOKEN, 0),
             emb_mode=emb_mode,
             special_ids=specials,
@@ -182,6 +231,9 @@ class Geneformer(GeneformerValidator, BaseModelImplementation):
             "filter_pass_column": tokenizer.filter_pass_key if passing is not None else None,
             "n_cells_failing_filter_pass": n_failing,
             "n_cells_without_known_genes": int((~embedded).sum()) - n_failing,
+            "counts_location": dataset.counts_location or dataset.counts_finding.location,
+            "gene_mapping_dictionary": mapping,
+            "gene_name_dictionary": getattr(name_dictionary_beside(weights / mapping if mapping else None), "name", None),
             **plan.summary(),
             **run_info(loaded, emb_layer, emb_mode, self.args.forward_batch_size),
         }

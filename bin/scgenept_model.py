@@ -59,6 +59,8 @@ class ScGenePTValidator(BaseSingleCellValidator):
     required_obs_keys: List[str] = []
     required_var_keys = [GENE_COLUMN]
     model_type = ModelType.SCGENEPT
+    gene_identifiers = "symbols"  # its perturbation names and vocabulary are gene symbols
+    gene_identifiers_reason = "scGenePT's vocabulary and perturbation names are gene symbols"
     vocabulary_file = VOCAB_FILE
     vocabulary_var_key = GENE_COLUMN
     min_vocabulary_overlap = 0.1

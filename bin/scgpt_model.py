@@ -22,18 +22,25 @@ from czbenchmarks.models.validators import BaseSingleCellValidator
 
 logger = logging.getLogger("scgpt_model")
 
-#: The column of gene symbols scGPT's vocabulary is keyed on.
+#: The column of gene symbols scGPT's vocabulary is keyed on (symbol var_names are used when absent).
 GENE_COLUMN = "feature_name"
 
 
 class ScGPTValidator(BaseSingleCellValidator):
-    """The whole-human scGPT: human cells, gene symbols in ``var['feature_name']``, raw counts."""
+    """The whole-human scGPT: human cells, gene symbols (``var['feature_name']`` or symbol ``var_names``)."""
 
     available_organisms = [Organism.HUMAN]
     required_obs_keys: List[str] = []
-    required_var_keys = [GENE_COLUMN]
+    required_var_keys: List[str] = []
     model_type = ModelType.SCGPT
-    requires_raw_counts = True  # binning is per cell over counts; normalised data changes the ranks
+    # Binning (scgpt.preprocess.binning) puts each cell's non-zero values into bins at that cell's own
+    # quantiles: any increasing per-cell transform, normalize_total + log1p included, gives the same
+    # bins (tests/test_real_datasets.py checks this on our binning code), so non-count input is taken.
+    requires_raw_counts = False
+    raw_counts_reason = ("scGPT bins each cell by its own quantiles, so normalised or log1p-normalised "
+                         "values give the same bins as counts")
+    gene_identifiers = "symbols"
+    gene_identifiers_reason = "scGPT's vocabulary is keyed by gene symbol"
     # Gene symbols are matched against the checkpoint's vocab.json (checked before inference, and in
     # VALIDATE when the weights are already local). Below a tenth of the genes the embedding is noise.
     vocabulary_file = "vocab.json"
@@ -98,12 +105,12 @@ class ScGPT(ScGPTValidator, BaseModelImplementation):
             # More intra-op threads than free cores makes CPU inference many times slower.
             torch.set_num_threads(self.args.num_threads)
         loaded = load_scgpt(self.model_weights_dir, device=device)
-        adata = dataset.adata
+        symbols = dataset.gene_symbols()
         started = time.perf_counter()
         result = embed_matrix(
             loaded,
-            adata.X,  # backed in pipeline mode: read chunk_size rows at a time
-            adata.var[GENE_COLUMN].astype(str).tolist(),
+            dataset.counts,  # backed in pipeline mode: read chunk_size rows at a time
+            symbols.symbols.tolist(),
             seed=self.args.seed,
             max_length=self.args.max_length,
             batch_size=self.args.batch_size,
@@ -113,7 +120,7 @@ class ScGPT(ScGPTValidator, BaseModelImplementation):
         if result.stats["n_cells_embedded"] == 0:
             raise ValueError(
                 f"scGPT embedded no cell: {result.stats['n_genes_in_vocab']} of {result.stats['n_genes']} "
-                f"genes of var['{GENE_COLUMN}'] are in the model vocabulary and no cell expresses one"
+                f"genes of {symbols.source} are in the model vocabulary and no cell expresses one"
             )
         self.embedded_mask = result.embedded
         self.run_info = {
@@ -121,6 +128,8 @@ class ScGPT(ScGPTValidator, BaseModelImplementation):
             "autocast": "float16" if device == "cuda" else "off",
             "embedding": "<cls> token of the last layer, L2-normalised",
             "gene_column": GENE_COLUMN,
+            "gene_source": symbols.source,
+            "counts_location": dataset.counts_location or dataset.counts_finding.location,
             "max_length": self.args.max_length,
             "batch_size": self.args.batch_size,
             "chunk_size": self.args.chunk_size,

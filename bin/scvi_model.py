@@ -4,13 +4,23 @@
 Follows czbenchmarks' scVI model: batch = concatenated ``dataset_id``, ``assay``,
 ``suspension_type`` and ``donor_id``; genes aligned to the reference with
 ``SCVI.prepare_query_anndata``; ``SCVI.load_query_data`` without query training.
+
+Batch roles (samplesheet column ``scvi_batch_columns``, passed as ``--scvi_batch_columns``): a
+dataset whose obs lacks the CELLxGENE columns says which columns play those roles, or gives a
+constant: ``dataset_id=sample;assay==10x 3' v3;suspension_type==cell;donor_id=donor``
+(``role=column`` reads an obs column, ``role==value`` a constant for every cell; unnamed roles read
+the obs column of their own name). The roles used are recorded in provenance. Batch values the
+reference model never saw are what every new dataset brings (its ``dataset_id`` is new):
+scvi-tools' ``load_query_data`` appends them to the batch categories (untrained decoder columns);
+the Census models were trained with ``encode_covariates=False``, so the encoder, and hence the
+latent this model outputs, does not read the batch. How many batch values are unseen is recorded.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from typing import List, Set
+from typing import Dict, List, Set, Tuple
 
 from czbenchmarks.datasets import DataType, Organism, SingleCellDataset
 from czbenchmarks.models.implementations import BaseModelImplementation
@@ -19,15 +29,79 @@ from czbenchmarks.models.validators import BaseSingleCellValidator
 
 logger = logging.getLogger("scvi_model")
 
+#: The obs columns the Census scVI models concatenate into their batch key, in order.
+BATCH_ROLES = ("dataset_id", "assay", "suspension_type", "donor_id")
+
+
+def parse_batch_roles(spec: str) -> Dict[str, Tuple[str, str]]:
+    """``"dataset_id=sample;assay==10x 3' v3"`` -> role -> ("column", name) or ("constant", value).
+
+    Roles not named read the obs column of their own name. Raises ``ValueError`` for an unknown
+    role or an entry without ``=``.
+    """
+    roles: Dict[str, Tuple[str, str]] = {role: ("column", role) for role in BATCH_ROLES}
+    for item in (part.strip() for part in str(spec or "").split(";")):
+        if not item:
+            continue
+        role, sep, value = item.partition("=")
+        role = role.strip()
+        if not sep or role not in BATCH_ROLES:
+            raise ValueError(f"scvi_batch_columns: '{item}' is not role=column or role==value "
+                             f"(roles: {', '.join(BATCH_ROLES)})")
+        if value.startswith("="):
+            roles[role] = ("constant", value[1:])
+        else:
+            roles[role] = ("column", value.strip())
+    return roles
+
+
+def describe_batch_roles(roles: Dict[str, Tuple[str, str]]) -> str:
+    """``dataset_id: obs['sample']; assay: constant "10x 3' v3"`` (for notes and provenance)."""
+    return "; ".join(f"{role}: obs['{value}']" if kind == "column" else f'{role}: constant "{value}"'
+                     for role, (kind, value) in roles.items())
+
 
 class ScviValidator(BaseSingleCellValidator):
     """Census scVI models exist for human and mouse; the batch keys come from the CELLxGENE schema."""
 
     available_organisms = [Organism.HUMAN, Organism.MOUSE]
-    required_obs_keys = ["dataset_id", "assay", "suspension_type", "donor_id"]
+    required_obs_keys = list(BATCH_ROLES)
     required_var_keys: List[str] = []
     model_type = ModelType.SCVI
-    requires_raw_counts = True  # scVI's likelihood is over counts
+    requires_raw_counts = True
+    raw_counts_reason = "scVI's likelihood is a negative binomial over integer counts"
+    # No symbol -> ID table ships with the Census models: a symbol-only dataset is turned away
+    # (mapping symbols through an outside table would be a choice the model's authors did not make).
+    gene_identifiers = "ensembl"
+    gene_identifiers_reason = "the Census scVI models are keyed by Ensembl gene ID and ship no symbol->ID table"
+
+    def batch_roles(self) -> Dict[str, Tuple[str, str]]:
+        """The batch roles from ``--scvi_batch_columns`` (defaults: the CELLxGENE columns)."""
+        return parse_batch_roles(getattr(getattr(self, "args", None), "scvi_batch_columns", "") or "")
+
+    def single_cell_reasons(self, dataset) -> List[str]:
+        """The base reasons, with the batch roles in place of the fixed CELLxGENE obs columns."""
+        saved = self.required_obs_keys
+        self.required_obs_keys = []  # an instance attribute: the class keeps its CELLxGENE columns
+        try:
+            reasons = super().single_cell_reasons(dataset)
+        finally:
+            self.required_obs_keys = saved
+        try:
+            roles = self.batch_roles()
+        except ValueError as err:
+            return reasons + [str(err)]
+        missing = [f"{role} (obs['{value}'])" if value != role else role
+                   for role, (kind, value) in roles.items()
+                   if kind == "column" and value not in dataset.adata.obs.columns]
+        if missing:
+            reasons.append(f"Missing required obs keys: {missing} (name the columns or constants that play "
+                           "these batch roles with the samplesheet column scvi_batch_columns)")
+        return reasons
+
+    def input_notes(self, dataset) -> List[str]:
+        """The batch roles used, for the verdict's notes."""
+        return [f"batch roles: {describe_batch_roles(self.batch_roles())}"]
 
     @property
     def inputs(self) -> Set[DataType]:
@@ -63,6 +137,7 @@ class SCVI(ScviValidator, BaseModelImplementation):
     def run_model(self, dataset: SingleCellDataset) -> None:
         import anndata as ad
         import numpy as np
+        import pandas as pd
         import scvi
         import torch
 
@@ -71,11 +146,15 @@ class SCVI(ScviValidator, BaseModelImplementation):
         device = select_device(self.args.device)
         scvi.settings.seed = self.args.seed
         source = dataset.adata
+        roles = self.batch_roles()
         # A private copy: the dataset's own var_names stay as the user wrote them.
-        query = ad.AnnData(X=source.X.copy(), obs=source.obs[self.required_obs_keys].copy())
-        query.obs_names = source.obs_names
+        obs = pd.DataFrame(index=source.obs_names)
+        for role, (kind, value) in roles.items():
+            obs[role] = source.obs[value].astype(str).to_numpy() if kind == "column" else value
+        query = ad.AnnData(X=dataset.counts.copy(), obs=obs)
         query.var_names = dataset.gene_ids.str.split(".").str[0]
-        query.obs["batch"] = query.obs[self.required_obs_keys].astype(str).agg("".join, axis=1)
+        query.obs["batch"] = query.obs[list(BATCH_ROLES)].astype(str).agg("".join, axis=1)
+        known = self.reference_batches()
         scvi.model.SCVI.prepare_query_anndata(query, self.model_weights_dir, return_reference_var_names=False)
         model = scvi.model.SCVI.load_query_data(query, self.model_weights_dir, accelerator="cpu")
         model.is_trained = True  # zero-shot mapping, as the reference: no query training
@@ -83,8 +162,51 @@ class SCVI(ScviValidator, BaseModelImplementation):
             model.to_device("cuda")
         with torch.inference_mode():
             latent = model.get_latent_representation(batch_size=self.args.batch_size)
-        self.run_info = {"device": device, "n_reference_genes": int(query.n_vars)}
+        batches = sorted(set(query.obs["batch"].astype(str)))
+        unseen = [b for b in batches if known is not None and b not in known]
+        self.run_info = {
+            "device": device,
+            "n_reference_genes": int(query.n_vars),
+            "counts_location": dataset.counts_location or dataset.counts_finding.location,
+            "batch_roles": describe_batch_roles(roles),
+            "n_query_batches": len(batches),
+            "n_query_batches_unseen": len(unseen) if known is not None else None,
+            "unseen_batches": "appended by scvi-tools' load_query_data with freshly initialised, untrained "
+                              "weights; with encode_covariates=False (the Census models) only the decoder reads "
+                              "the batch, so the latent does not depend on it; with True the encoder does",
+            "encode_covariates": self.encode_covariates(),
+        }
         dataset.set_output(self.model_type, DataType.EMBEDDING, np.asarray(latent, dtype=np.float32))
+
+
+    def _saved_attributes(self) -> Dict:
+        """The reference model's saved attributes (``attr_dict`` of model.pt); {} when unreadable."""
+        import torch
+
+        if getattr(self, "_attributes", None) is None:
+            try:
+                saved = torch.load(f"{self.model_weights_dir}/model.pt", map_location="cpu", weights_only=False)
+                self._attributes = dict(saved.get("attr_dict") or {})
+            except Exception as err:  # an unusual checkpoint: the facts are then not recorded
+                logger.info("scVI model.pt attributes not readable (%s); unseen batches not counted", err)
+                self._attributes = {}
+        return self._attributes
+
+    def reference_batches(self):
+        """The batch categories the reference model was trained with (``None``: not recorded)."""
+        try:
+            registry = self._saved_attributes()["registry_"]
+            mapping = registry["field_registries"]["batch"]["state_registry"]["categorical_mapping"]
+        except (KeyError, TypeError):
+            return None
+        return {str(b) for b in mapping}
+
+    def encode_covariates(self):
+        """The reference model's ``encode_covariates`` setting (``None``: not recorded)."""
+        params = self._saved_attributes().get("init_params_") or {}
+        kwargs = (params.get("kwargs") or {}).get("kwargs") or {}
+        value = kwargs.get("encode_covariates", (params.get("non_kwargs") or {}).get("encode_covariates"))
+        return None if value is None else bool(value)
 
 
 if __name__ == "__main__":

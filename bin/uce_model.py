@@ -28,7 +28,7 @@ GENE_COLUMN = "feature_name"
 
 
 class UCEValidator(BaseSingleCellValidator):
-    """UCE's eight species, gene symbols in ``var['feature_name']``, raw counts."""
+    """UCE's eight species, gene symbols (``var['feature_name']`` or symbol ``var_names``)."""
 
     available_organisms = [
         Organism.HUMAN,
@@ -41,9 +41,15 @@ class UCEValidator(BaseSingleCellValidator):
         Organism.RHESUS_MACAQUE,
     ]
     required_obs_keys: List[str] = []
-    required_var_keys = [GENE_COLUMN]
+    required_var_keys: List[str] = []
     model_type = ModelType.UCE
-    requires_raw_counts = True  # genes are drawn with probability log1p(count)
+    # Upstream UCE only warns on non-count input; genes are drawn with weights log1p(value), so the
+    # embedding of normalised input is not the one the model was trained for: accepted, with a note.
+    requires_raw_counts = False
+    raw_counts_reason = ("upstream UCE only warns; genes are sampled with weights log1p(value), so embeddings of "
+                         "normalised values differ from those of counts")
+    gene_identifiers = "symbols"
+    gene_identifiers_reason = "UCE's protein embeddings are keyed by gene symbol"
 
     @property
     def inputs(self) -> Set[DataType]:
@@ -122,11 +128,10 @@ class UCE(UCEValidator, BaseModelImplementation):
         species_mode = getattr(self.args, "species_mode", None) or "organism"
         species = species_for_mode(dataset.organism, species_mode)
         loaded = load_uce(self.model_weights_dir, settings, device=device)
-        adata = dataset.adata
-        plan = plan_genes(adata.var[GENE_COLUMN].astype(str).tolist(), species,
-                          f"{self.model_weights_dir}/{MODEL_FILES_DIR}")
+        symbols = dataset.gene_symbols()
+        plan = plan_genes(symbols.symbols.tolist(), species, f"{self.model_weights_dir}/{MODEL_FILES_DIR}")
         started = time.perf_counter()
-        result = embed_matrix(loaded, adata.X, plan, seed=self.args.seed, chunk_size=self.args.chunk_size)
+        result = embed_matrix(loaded, dataset.counts, plan, seed=self.args.seed, chunk_size=self.args.chunk_size)
         elapsed = time.perf_counter() - started
         stats = result.stats
         if stats["n_cells_embedded"] == 0:
@@ -150,6 +155,8 @@ class UCE(UCEValidator, BaseModelImplementation):
             "device": device,
             "embedding": "CLS output of the decoder, L2-normalised (uce.model.TransformerModel)",
             "gene_column": GENE_COLUMN,
+            "gene_source": symbols.source,
+            "counts_location": dataset.counts_location or dataset.counts_finding.location,
             "species": species,
             "species_mode": species_mode,
             "settings": {k: v for k, v in settings.items() if k not in ("display", "model_uri", "extra_uris")},

@@ -10,7 +10,8 @@ import org.yaml.snakeyaml.Yaml
  * functions only; REPORT receives the cells they schedule (see docs/output.md, "plan").
  *
  * Two descriptions travel through the channels, separately:
- *   dataset meta  [id, organism, label_key, batch_key, condition_key, split_key, group, tasks]
+ *   dataset meta  [id, organism, label_key, batch_key, condition_key, split_key, group, tasks,
+ *                  counts_layer, scvi_batch_columns]
  *   model         [name, entry, role, model_type, variant, output, script, model_class, config,
  *                  container, needs_weights, datasets]
  * (`name` is 'baseline' for every baseline and `entry` its registry key, which is also its variant,
@@ -95,6 +96,9 @@ class BenchmarkPlan {
             split_key    : row.condition_key ? (row.split_key ?: 'split') as String : '',
             group        : (row.cross_species_group ?: '') as String,
             tasks        : datasetTasks(row, requested, catalogue, where),
+            // Where the raw counts are (X, raw.X or a layer; '' = VALIDATE detects) and scVI's batch roles.
+            counts_layer : (row.counts_layer ?: '') as String,
+            scvi_batch_columns: (row.scvi_batch_columns ?: '') as String,
         ]
     }
 
@@ -209,9 +213,11 @@ class BenchmarkPlan {
         return new JsonSlurper().parse(json.toFile()) as Map
     }
 
-    /** Model description with the variant the gate resolved (per dataset: scVI picks it by organism). */
+    /** Model description with the variant the gate resolved (per dataset: scVI picks it by organism)
+     *  and where the pair's inputs are (`inputs.counts_layer`: the counts VALIDATE found). */
     static Map resolved(Map model, Map verdict) {
-        return model + [variant: (verdict.variant ?: model.variant ?: '') as String]
+        return model + [variant: (verdict.variant ?: model.variant ?: '') as String,
+                        inputs : (verdict.inputs ?: [:]) as Map]
     }
 
     /**

@@ -597,17 +597,20 @@ def test_validation_passes_pbmc_and_names_model_and_dictionary_sources():
     assert mirrored.variant == V1 and mirrored.weights.sources == [[f"{TEST_WEIGHTS}/geneformer/{V1}", ""]]
 
 
-def test_validation_turns_away_mouse_symbols_only_and_normalised_data(tmp_path, pbmc):
+def test_validation_turns_away_mouse_and_takes_symbols_only_and_normalised_data_with_notes(tmp_path, pbmc):
     assert _validate(TEST_H5AD, organism="mus_musculus").verdict == INCOMPATIBLE
+    # Symbols only: mapped to Ensembl IDs through the weights' dictionary (counted at CHECK_VOCABULARY).
     symbols = ad.AnnData(pbmc.X, obs=pbmc.obs, var=pd.DataFrame(index=pbmc.var["feature_name"].astype(str).values))
     symbols.write_h5ad(tmp_path / "symbols.h5ad")
     verdict = _validate(tmp_path / "symbols.h5ad")
-    assert verdict.verdict == INCOMPATIBLE and any("gene names" in r for r in verdict.reasons)
+    assert verdict.verdict == PASS and verdict.vocabulary_check, verdict.to_json()
+    assert "mapped to Ensembl IDs" in verdict.inputs["gene_names"]
+    # Normalised values: upstream only warns, so the pair runs, with the note saying so.
     normalised = pbmc.copy()
     normalised.X = sp.csr_matrix(np.log1p(pbmc.X.toarray()))
     normalised.write_h5ad(tmp_path / "log.h5ad")
     verdict = _validate(tmp_path / "log.h5ad")
-    assert verdict.verdict == INCOMPATIBLE and any("not raw" in r for r in verdict.reasons)
+    assert verdict.verdict == PASS and any("not raw counts" in n and "only warns" in n for n in verdict.notes)
     assert _validate(TEST_H5AD, variant="gf-99L").verdict == "error"
 
 

@@ -171,7 +171,8 @@ def test_species_table_matches_uce_and_validator():
     assert PROTEIN_EMBEDDING_FILES == {s: p.name for s, p in MODEL_TO_SPECIES_TO_GENE_EMBEDDING_PATH["ESM2"].items()}
     cls = load_class()
     assert set(cls.available_organisms) == set(SPECIES_BY_ORGANISM)
-    assert cls.required_var_keys == ["feature_name"] and cls.requires_raw_counts
+    # Symbols from var['feature_name'] or symbol var_names; non-count input accepted with a note (upstream warns).
+    assert cls.gene_identifiers == "symbols" and not cls.requires_raw_counts and "only warns" in cls.raw_counts_reason
     assert species_for_organism("mus_musculus") == "mouse" and species_for_organism(Organism.WILD_BOAR) == "pig"
     with pytest.raises(ValueError, match="no protein embeddings"):
         species_for_organism(Organism.RAT)

@@ -52,7 +52,8 @@ def test_manifest_round_trip_and_verification(tmp_path):
     assert manifest["model"] == "m" and manifest["source"] == "s3://b/p"
     entry = {e["path"]: e for e in manifest["files"]}["model.bin"]
     assert entry == {"path": "model.bin", "key": "p/model.bin", "source": "s3://b/p/model.bin",
-                     "size": 700, "sha256": hashlib.sha256(b"weights" * 100).hexdigest()}
+                     "size": 700, "sha256": hashlib.sha256(b"weights" * 100).hexdigest(),
+                     "mtime_ns": (folder / "model.bin").stat().st_mtime_ns}
     assert W.verify_manifest(folder) == []
 
     (folder / "model.bin").write_bytes(b"Weights" * 100)  # same size, other content

@@ -39,6 +39,7 @@ from .datasets.checks import (  # noqa: F401 - sample_rows kept as part of this 
 from .datasets.h5ad import H5adError, H5adView
 from .datasets.h5ad import open_backed as _open_backed
 from .datasets.h5ad import read_view as _read_view
+from .datasets.inputs import counts_cli_value, describe_counts_location
 from .datasets.single_cell import PerturbationSingleCellDataset, SingleCellDataset
 from .datasets.types import DataType, Organism
 from .weights import WeightsRequest, WeightStoreError, plan_weights
@@ -61,6 +62,12 @@ class Verdict:
     vocabulary_check: bool = False
     checks: dict[str, Any] = field(default_factory=dict)
     stage: str = "validate"
+    #: What a passing pair's model will read and how (counts location, gene names, accepted
+    #: non-count input): facts for the report and provenance, never a reason to skip.
+    notes: list[str] = field(default_factory=list)
+    #: Where consumers read their inputs, as VALIDATE found them: ``counts_layer`` (``X``,
+    #: ``raw.X`` or a layer name), ``gene_names`` (source); RUN_MODEL passes ``counts_layer`` on.
+    inputs: dict[str, Any] = field(default_factory=dict)
     #: What FETCH_WEIGHTS fetches for the pair (the weight store's plan); not part of the verdict JSON.
     weights: WeightsRequest | None = field(default=None, compare=False)
 
@@ -99,9 +106,9 @@ def open_backed(path: Path):
     return _open_backed(path)
 
 
-def read_view(path: Path, max_cells: int = 2000) -> H5adView:
+def read_view(path: Path, max_cells: int = 2000, counts_layer: str = "") -> H5adView:
     """Obs columns, var and ``max_cells`` sampled cells of an h5ad (see :func:`czbenchmarks.datasets.h5ad.read_view`)."""
-    return _read_view(path, max_cells)
+    return _read_view(path, max_cells, counts_layer)
 
 
 def _dataset_problems(dataset_id: str, view: H5adView, label_key: str, batch_keys: list[str],
@@ -127,12 +134,18 @@ def _dataset_problems(dataset_id: str, view: H5adView, label_key: str, batch_key
                 f"{where}: obs column '{key}' (named in the samplesheet) not found; "
                 f"obs columns: {list(map(str, view.obs.columns))[:20]}",
             )
-    X = view.sample.X
+    X = view.sample.X  # the sampled rows of the counts matrix (X, a layer or raw.X)
     if X is None or not view.sampled_cells:
         return []
+    finding = view.counts
+    verdict.checks["counts_location"] = describe_counts_location(finding.location)
+    verdict.checks["counts_looked_at"] = {describe_counts_location(k): v for k, v in finding.looked_at.items()}
+    verdict.inputs["counts_layer"] = counts_cli_value(finding.location)
     problems = count_problems(X.data)  # the sample is CSR: its stored values
+    matrix = describe_counts_location(finding.location)
     for problem in problems:
         if is_broken_value_problem(problem):
+            problem = problem.replace("X contains", f"{matrix} contains") if matrix != "X" else problem
             verdict.fail(ERROR, f"{where}: {problem} (in {view.sampled_cells} sampled cells)")
     return [p for p in problems if not is_broken_value_problem(p)]
 
@@ -171,8 +184,15 @@ def validate_pair(
     split_key: str = "split",
     tasks: Sequence[str] = (),
     task_catalogue: Path | None = None,
+    counts_layer: str = "",
+    scvi_batch_columns: str = "",
 ) -> Verdict:
     """Check one dataset x model pair, reading only obs/var and up to ``max_cells`` rows of X.
+
+    ``counts_layer`` (samplesheet) names the raw-count matrix (``X``, ``raw.X`` or a layer; empty:
+    detected, see :mod:`czbenchmarks.datasets.inputs`); the verdict's ``inputs['counts_layer']``
+    says where they were found. ``scvi_batch_columns`` maps scVI's batch roles to obs columns or
+    constants (see ``bin/scvi_model.py``); models that take no such option ignore it.
 
     Order: organism name and file readability (both reported), file structure and values
     (errors), then the model's validator (incompatibilities), raw counts when the model
@@ -193,7 +213,7 @@ def validate_pair(
         except ValueError as err:
             verdict.fail(ERROR, f"{where}: {err}")
     try:
-        view = _read_view(h5ad, max_cells)
+        view = _read_view(h5ad, max_cells, counts_layer)
     except (H5adError, ValueError) as err:
         return verdict.fail(ERROR, f"{where}: {err}")
     return _validate_view(
@@ -203,8 +223,14 @@ def validate_pair(
         model_config=Path(model_config), requested_variant=requested_variant,
         needs_weights=needs_weights, weights_mirror=weights_mirror,
         condition_key=condition_key, split_key=split_key, tasks=tasks, task_catalogue=task_catalogue,
-        omegaconf=OmegaConf,
+        omegaconf=OmegaConf, input_options=_input_options(counts_layer, scvi_batch_columns),
     )
+
+
+def _input_options(counts_layer: str = "", scvi_batch_columns: str = "") -> list[str]:
+    """The dataset-input options every model script accepts (see ``pipeline_parser``), when set."""
+    argv = ["--counts_layer", counts_layer] if counts_layer else []
+    return argv + (["--scvi_batch_columns", scvi_batch_columns] if scvi_batch_columns else [])
 
 
 def _gate_dataset(model_cls: type, h5ad: Path, organism: Organism, view: H5adView,
@@ -228,7 +254,7 @@ def _validate_view(verdict: Verdict, view: H5adView, organism_enum: Organism | N
                    model_config: Path, requested_variant: str, needs_weights: bool,
                    weights_mirror: str | None, condition_key: str, split_key: str,
                    tasks: Sequence[str], task_catalogue: Path | None,
-                   omegaconf) -> Verdict:
+                   omegaconf, input_options: Sequence[str] = ()) -> Verdict:
     pair = f"dataset '{dataset_id}' x {model}"
     soft_problems = _dataset_problems(dataset_id, view, label_key, batch_keys, verdict)
     model_cls = load_model_class(model_script, model_class)
@@ -240,25 +266,28 @@ def _validate_view(verdict: Verdict, view: H5adView, organism_enum: Organism | N
         return verdict
 
     dataset = _gate_dataset(model_cls, h5ad, organism_enum, view, condition_key, split_key)
+    if view.counts is not None:
+        dataset.counts_location = view.counts.location
 
     argv = ["--model_variant", requested_variant] if requested_variant else []
     # The dataset id lets a model pick its variant by dataset (scGenePT's `<variant>__auto`).
-    argv += ["--model_config", str(model_config), "--dataset_id", dataset_id]
+    argv += ["--model_config", str(model_config), "--dataset_id", dataset_id, *input_options]
     implementation = model_cls(argv=argv)
     reasons = implementation.incompatibility_reasons(dataset)
-    # run() applies the dataset's own gene-ID rule (SingleCellDataset.validate) to every model,
-    # so a validator that skips it (e.g. the PCA baseline) must not let such a dataset through.
-    if find_gene_ids(view.var.index, view.var, organism_enum).ids is None and not any(
-        "valid gene names" in r for r in reasons
-    ):
-        detail = gene_prefix_detail(view.var.index, view.var, organism_enum)
-        reasons.append(f"{gene_name_error(organism_enum)} ({detail})")
     for reason in reasons:
         verdict.fail(INCOMPATIBLE, f"{pair}: {reason}")
+    if view.counts is not None:
+        verdict.notes.append(view.counts.summary())
     if soft_problems:
-        verdict.checks["counts"] = soft_problems[0]
-        if getattr(model_cls, "requires_raw_counts", False):
-            verdict.fail(INCOMPATIBLE, f"{pair}: the model needs raw counts but {soft_problems[0]}")
+        _counts_policy(verdict, pair, model_cls, view, soft_problems[0])
+    source = getattr(implementation, "gene_identifier_source", None)
+    genes = source(dataset) if callable(source) and not reasons else ""
+    if genes:
+        verdict.inputs["gene_names"] = genes
+        verdict.notes.append(f"genes: {genes}")
+    notes = getattr(implementation, "input_notes", None)
+    if callable(notes) and not reasons:
+        verdict.notes.extend(notes(dataset))
     if verdict.verdict != PASS:
         return verdict
     if tasks:
@@ -289,6 +318,19 @@ def _validate_view(verdict: Verdict, view: H5adView, organism_enum: Organism | N
     return verdict
 
 
+def _counts_policy(verdict: Verdict, pair: str, model_cls: type, view: H5adView, problem: str) -> None:
+    """No raw counts found: incompatible for a model that needs them, else a note saying what it reads."""
+    verdict.checks["counts"] = problem
+    looked = "; ".join(f"{describe_counts_location(k)}: {v}" for k, v in view.counts.looked_at.items())
+    why = getattr(model_cls, "raw_counts_reason", "") or ""
+    if getattr(model_cls, "requires_raw_counts", False):
+        verdict.fail(INCOMPATIBLE, f"{pair}: the model needs raw counts{f' ({why})' if why else ''} but {problem}"
+                                   f" and no integer-valued matrix was found ({looked}); name one with the "
+                                   "samplesheet column counts_layer")
+    else:
+        verdict.notes.append(f"input is not raw counts ({problem}); accepted: {why or 'the model takes any expression values'}")
+
+
 def check_vocabulary(*, dataset_id: str, h5ad: Path, organism: str, model: str, model_script: Path,
                      model_class: str, model_config: Path, variant: str, weights_dir: Path,
                      condition_key: str = "condition", split_key: str = "split", max_cells: int = 2000) -> Verdict:
@@ -316,6 +358,15 @@ def check_vocabulary(*, dataset_id: str, h5ad: Path, organism: str, model: str, 
     check = getattr(implementation, "vocabulary_reasons", None)
     for reason in check(dataset) if callable(check) else []:
         verdict.fail(INCOMPATIBLE, f"dataset '{dataset_id}' x {model}: {reason}")
+    facts = getattr(implementation, "vocabulary_facts", None)
+    if facts:  # e.g. Geneformer: how many genes resolved, how many symbols were mapped to Ensembl IDs
+        verdict.checks["genes"] = facts
+        verdict.inputs["gene_names"] = facts.get("gene_id_source", "")
+        mapped = facts.get("n_mapped_via_dictionary", 0)
+        verdict.notes.append(
+            f"{facts.get('n_genes_in_vocabulary', 0)} of {facts.get('n_dataset_genes', 0)} genes "
+            f"({facts.get('gene_id_source', '')}) are in the vocabulary"
+            + (f", {mapped} of them mapped to Ensembl IDs through the weights' gene mapping dictionary" if mapped else ""))
     return verdict
 
 

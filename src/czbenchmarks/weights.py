@@ -132,13 +132,17 @@ def build_manifest(
     extra: Optional[Dict[str, Any]] = None,
     origins: Optional[Dict[str, Dict[str, Any]]] = None,
 ) -> Dict[str, Any]:
-    """Describe every file under ``folder``: relative path, size, sha256 and, from ``origins``,
-    the object ``key`` and ``source`` URI it came from (keyed by relative path)."""
+    """Describe every file under ``folder``: relative path, size, modification time (``mtime_ns``),
+    sha256 and, from ``origins``, the object ``key`` and ``source`` URI it came from (keyed by
+    relative path). The sha256 is computed here, once; inference trusts it for files whose size
+    and modification time are unchanged (:func:`verify_manifest` with ``trust_unchanged``)."""
     origins = origins or {}
     files = []
     for path in sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name != WEIGHTS_MANIFEST):
         relative = path.relative_to(folder).as_posix()
-        entry: Dict[str, Any] = {"path": relative, "size": path.stat().st_size, "sha256": sha256_file(path)}
+        stat = path.stat()
+        entry: Dict[str, Any] = {"path": relative, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                                 "sha256": sha256_file(path)}
         origin = origins.get(relative, {})
         entry["key"] = origin.get("key", relative)
         entry["source"] = origin.get("source", source)
@@ -169,10 +173,22 @@ def read_manifest(folder: Path) -> Optional[Dict[str, Any]]:
     return manifest if isinstance(manifest, dict) else None
 
 
-def verify_manifest(folder: Path, require: bool = True, checksums: bool = True) -> List[str]:
+def unchanged_since_manifest(path: Path, entry: Dict[str, Any]) -> bool:
+    """Whether a file still has the size and modification time its manifest entry recorded."""
+    if "mtime_ns" not in entry:
+        return False  # a manifest from before mtimes were recorded
+    stat = path.stat()
+    return stat.st_size == entry["size"] and stat.st_mtime_ns == int(entry["mtime_ns"])
+
+
+def verify_manifest(folder: Path, require: bool = True, checksums: bool = True,
+                    trust_unchanged: bool = False, rehashed: Optional[List[str]] = None) -> List[str]:
     """Problems found checking ``folder`` against its manifest (empty list: verified).
 
     ``require=False`` accepts a folder without a manifest (weights a user placed by hand).
+    ``trust_unchanged=True`` (inference: the weights were hashed when fetched) re-reads a file's
+    content only when its size or modification time differs from the manifest's (e.g. a copy that
+    did not keep mtimes); the paths re-hashed are appended to ``rehashed``.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -189,8 +205,13 @@ def verify_manifest(folder: Path, require: bool = True, checksums: bool = True) 
             problems.append(f"missing file {entry['path']}")
         elif path.stat().st_size != entry["size"]:
             problems.append(f"size mismatch for {entry['path']}: {path.stat().st_size} != {entry['size']}")
-        elif checksums and sha256_file(path) != entry["sha256"]:
-            problems.append(f"sha256 mismatch for {entry['path']}")
+        elif not checksums or (trust_unchanged and unchanged_since_manifest(path, entry)):
+            continue
+        else:
+            if rehashed is not None:
+                rehashed.append(entry["path"])
+            if sha256_file(path) != entry["sha256"]:
+                problems.append(f"sha256 mismatch for {entry['path']}")
     if not manifest.get("files"):
         problems.append("manifest lists no files")
     return problems
@@ -700,7 +721,8 @@ def fetch_weights(
                 origins[f"{sub.strip('/')}/{relative}" if sub else relative] = origin
         manifest = build_manifest(staging, source_text, extra, origins)
         write_manifest(staging, manifest)
-        problems = verify_manifest(staging)
+        # The files were hashed a moment ago by build_manifest: check presence and sizes, not content again.
+        problems = verify_manifest(staging, trust_unchanged=True)
         if problems:
             raise WeightStoreError(f"{source_text}: fetched weights failed verification: {problems[0]}")
         _swap_into_place(staging, dest)

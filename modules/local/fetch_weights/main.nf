@@ -4,7 +4,8 @@ process FETCH_WEIGHTS {
     // storeDir (conf/modules.config) caches a variant's weights across runs. The folder name carries
     // a digest of the sources, so changing where weights come from fetches them anew. The script
     // builds the folder under a temporary name and renames it only once verified, so a failed fetch
-    // stores nothing; inference re-verifies the manifest (sha256) before using it.
+    // stores nothing. The sha256 of every file is computed here, once, into the manifest (with size
+    // and mtime); inference checks size and mtime against it and re-hashes only files that changed.
 
     input:
     val(request)

@@ -11,6 +11,9 @@ process RUN_BASELINE {
     script:
     prefix = "${dataset.id}.${model.name}.${model.variant}"
     def args = task.ext.args ?: ''
+    // Where VALIDATE found the raw counts (the verdict's inputs), else the samplesheet's counts_layer.
+    def counts_layer = (model.inputs?.counts_layer ?: dataset.counts_layer ?: '') as String
+    def batch_roles = (dataset.scvi_batch_columns ?: '').replace("'", "'\\''")
     """
     export OMP_NUM_THREADS=${task.cpus}
     python3 '${model_script}' \\
@@ -21,6 +24,8 @@ process RUN_BASELINE {
         --model_variant '${model.variant}' \\
         --condition_key '${dataset.condition_key ?: 'condition'}' \\
         --split_key '${dataset.split_key ?: 'split'}' \\
+        --counts_layer '${counts_layer}' \\
+        --scvi_batch_columns '${batch_roles}' \\
         ${args}
     """
 

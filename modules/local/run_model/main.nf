@@ -12,6 +12,9 @@ process RUN_MODEL {
     script:
     prefix = "${dataset.id}.${model.name}"
     def args = task.ext.args ?: ''
+    // Where VALIDATE found the raw counts (the verdict's inputs), else the samplesheet's counts_layer.
+    def counts_layer = (model.inputs?.counts_layer ?: dataset.counts_layer ?: '') as String
+    def batch_roles = (dataset.scvi_batch_columns ?: '').replace("'", "'\\''")
     """
     # One math-library thread per CPU the task was given (torch defaults to every core of the host).
     export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
@@ -25,6 +28,8 @@ process RUN_MODEL {
         --model_variant '${model.variant}' \\
         --condition_key '${dataset.condition_key ?: 'condition'}' \\
         --split_key '${dataset.split_key ?: 'split'}' \\
+        --counts_layer '${counts_layer}' \\
+        --scvi_batch_columns '${batch_roles}' \\
         ${args}
     """
 

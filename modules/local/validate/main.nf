@@ -11,6 +11,8 @@ process VALIDATE {
     script:
     prefix = "${dataset.id}.${model.entry}"
     def args = task.ext.args ?: ''
+    // Batch-role constants may hold a quote (assay "10x 3' v3"): escaped for the single-quoted argument.
+    def batch_roles = (dataset.scvi_batch_columns ?: '').replace("'", "'\\''")
     """
     export CZB_MODEL_TYPE='${model.model_type}'
     czb_validate.py \\
@@ -29,6 +31,8 @@ process VALIDATE {
         --model_config '${model_config}' \\
         --variant '${model.variant}' \\
         --needs_weights '${model.needs_weights}' \\
+        --counts_layer '${dataset.counts_layer ?: ''}' \\
+        --scvi_batch_columns '${batch_roles}' \\
         --output '${prefix}.verdict.json' \\
         --weights_request '${prefix}.weights.json' \\
         ${args}

@@ -128,6 +128,9 @@ class H5adView:
     #: Cell names that occur more than once (the first few), and how many there are.
     duplicate_obs_names: List[str] = field(default_factory=list)
     n_duplicate_obs_names: int = 0
+    #: Where the raw counts are (``sample.X`` holds the sampled rows of that matrix); see
+    #: :mod:`czbenchmarks.datasets.inputs`.
+    counts: Any = None
 
     @property
     def sampled_cells(self) -> int:
@@ -214,27 +217,51 @@ def _x_rows(x: Any, blocks: List[Tuple[int, int]], n_vars: int) -> Any:
     return sp.vstack(parts, format="csr")
 
 
-def view_from_anndata(adata: Any, max_cells: int = 2000, path: Union[str, os.PathLike] = "") -> H5adView:
+def _sampled_counts(read_rows: Any, requested: str, n_vars: int) -> Tuple[Any, Any]:
+    """(CountsFinding, sampled CSR rows of the chosen matrix): ``read_rows(location)`` reads the sample."""
+    from .inputs import find_counts
+
+    samples: dict = {}
+
+    def sample_of(location: str):
+        samples[location] = read_rows(location)
+        return samples[location].data
+
+    if not n_vars:
+        return None, None
+    finding = find_counts(sample_of, requested)
+    return finding, samples[finding.location]
+
+
+def view_from_anndata(adata: Any, max_cells: int = 2000, path: Union[str, os.PathLike] = "",
+                      counts_layer: str = "") -> H5adView:
     """The validation view of an AnnData already open (in memory or backed)."""
     import anndata as ad
     import numpy as np
 
+    from .inputs import counts_matrix, parse_counts_location
+
     blocks = sample_row_blocks(adata.n_obs, max_cells)
     rows = np.concatenate([np.arange(a, b) for a, b in blocks]) if blocks else np.empty(0, dtype=int)
-    X = _x_rows(adata.X, blocks, adata.n_vars) if adata.n_vars else None
+    finding, X = _sampled_counts(lambda where: _x_rows(counts_matrix(adata, where), blocks, adata.n_vars),
+                                 parse_counts_location(counts_layer), adata.n_vars)
     obs = adata.obs.reset_index(drop=True)
     sample_obs = adata.obs.iloc[rows].copy()
     sample = ad.AnnData(X=X, obs=sample_obs, var=adata.var.copy()) if X is not None else \
         ad.AnnData(obs=sample_obs, var=adata.var.copy())
     n_dupes, dupes = duplicated_names(adata.obs_names)
-    return H5adView(Path(path), int(adata.n_obs), int(adata.n_vars), obs, adata.var, sample, rows, dupes, n_dupes)
+    return H5adView(Path(path), int(adata.n_obs), int(adata.n_vars), obs, adata.var, sample, rows, dupes, n_dupes,
+                    finding)
 
 
-def read_view(path: Union[str, os.PathLike], max_cells: int = 2000) -> H5adView:
-    """Read what validation needs from an h5ad: obs columns, var, and ``max_cells`` rows of X.
+def read_view(path: Union[str, os.PathLike], max_cells: int = 2000, counts_layer: str = "") -> H5adView:
+    """Read what validation needs from an h5ad: obs columns, var, and ``max_cells`` rows of the counts.
 
-    X is read through anndata's backed sparse dataset (or the dense HDF5 dataset), a few
-    contiguous blocks at a time; layers, obsm, raw and uns are never read.
+    The counts matrix is ``counts_layer`` (``X``, ``raw.X`` or a layer name) or, when empty, the first
+    integer-valued of X, layers['counts'], layers['raw_counts'], raw.X
+    (:func:`czbenchmarks.datasets.inputs.find_counts`); ``view.counts`` says which. Each is read
+    through anndata's backed sparse dataset (or the dense HDF5 dataset), a few contiguous blocks at
+    a time, and only the sampled rows; obsm and uns are never read.
 
     Raises:
         H5adError: (a ``ValueError``) naming the file: missing, a folder, empty, not HDF5,
@@ -243,6 +270,14 @@ def read_view(path: Union[str, os.PathLike], max_cells: int = 2000) -> H5adView:
     import anndata as ad
     import h5py
     import numpy as np
+
+    from .inputs import (
+        CountsLocationError,
+        describe_counts_location,
+        h5_counts_element,
+        lazy_matrix,
+        parse_counts_location,
+    )
 
     path = Path(path)
     _check_file(path)
@@ -267,23 +302,28 @@ def read_view(path: Union[str, os.PathLike], max_cells: int = 2000) -> H5adView:
                     f"unreadable h5ad (truncated or corrupt?): {path.name}: {_first_line(err)}"
                 ) from None
             try:
-                return view_from_anndata(adata, max_cells, path)
+                return view_from_anndata(adata, max_cells, path, counts_layer)
             finally:
                 close_backed(adata)
         if shape != (len(obs), len(var)):
             raise H5adError(f"{path.name}: X has shape {shape} but obs has {len(obs)} rows and var {len(var)} rows")
         blocks = sample_row_blocks(shape[0], max_cells)
+        requested = parse_counts_location(counts_layer)
+
+        def read_rows(location: str):
+            element = h5_counts_element(handle, location, shape[1], var.index)
+            if x_shape(element)[0] != shape[0]:
+                raise CountsLocationError(f"{describe_counts_location(location)} has {x_shape(element)[0]} rows, "
+                                          f"obs has {shape[0]}")
+            return _x_rows(lazy_matrix(element), blocks, shape[1])
+
         try:
-            group = handle["X"]
-            if isinstance(group, h5py.Group):
-                try:
-                    from anndata.io import sparse_dataset
-                except ImportError:  # pragma: no cover - older anndata
-                    from anndata.experimental import sparse_dataset
-                x = sparse_dataset(group)
-            else:
-                x = group
-            X = _x_rows(x, blocks, shape[1]) if shape[1] else None
+            finding, X = _sampled_counts(read_rows, requested, shape[1])
+        except CountsLocationError as err:
+            raise H5adError(f"counts_layer '{counts_layer}' (samplesheet): {err}") from None
+        except Exception as err:
+            raise H5adError(f"X cannot be read (truncated or corrupt file?): {path.name}: {_first_line(err)}") from None
+        try:
             names = _read_index_rows(handle["obs"], blocks)
             # Every cell name, as raw bytes (no Python str per cell): only to find duplicates.
             obs_index = handle["obs"][handle["obs"].attrs.get("_index", "_index")]
@@ -294,4 +334,4 @@ def read_view(path: Union[str, os.PathLike], max_cells: int = 2000) -> H5adView:
     sample_obs = obs.iloc[rows].copy()
     sample_obs.index = names
     sample = ad.AnnData(X=X, obs=sample_obs, var=var) if X is not None else ad.AnnData(obs=sample_obs, var=var)
-    return H5adView(path, shape[0], shape[1], obs, var, sample, rows, dupes, n_dupes)
+    return H5adView(path, shape[0], shape[1], obs, var, sample, rows, dupes, n_dupes, finding)

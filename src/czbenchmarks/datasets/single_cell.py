@@ -20,10 +20,49 @@ logger = logging.getLogger(__name__)
 
 
 class SingleCellDataset(BaseDataset):
-    """An h5ad file of one organism. ``load_data`` fills ``ANNDATA`` and ``METADATA``."""
+    """An h5ad file of one organism. ``load_data`` fills ``ANNDATA`` and ``METADATA``.
+
+    ``counts_location`` (keyword, ``""`` by default) names the matrix holding the raw counts
+    (``X``, ``raw.X`` or ``layers/<name>``, as VALIDATE found it; see
+    :mod:`czbenchmarks.datasets.inputs`); :attr:`counts` reads it. Empty: detected on first use.
+    """
+
+    #: Where the raw counts are (VALIDATE passes it; ``""``: detect once, on first use).
+    counts_location: str = ""
+    #: The reference's rule: ``validate()`` refuses gene names without the organism's Ensembl prefix.
+    #: ``BaseModelImplementation.run`` lifts it for models whose validator reads other identifiers
+    #: (``gene_identifiers`` other than ``"ensembl"``: symbols, mapped symbols, any).
+    require_gene_ids: bool = True
 
     def __init__(self, path: str, organism: Organism | str, **kwargs: Any) -> None:
         super().__init__(path, organism, **kwargs)
+        self._counts_finding = None
+
+    @property
+    def counts_finding(self):
+        """Where the counts are: the location given, or detected once from a sample of rows."""
+        from .inputs import find_counts_in_adata
+
+        if self._counts_finding is None:
+            self._counts_finding = find_counts_in_adata(self.adata, self.counts_location)
+        return self._counts_finding
+
+    @property
+    def counts(self):
+        """The count matrix models read (``X``, ``raw.X`` or a layer; on disk for a backed dataset)."""
+        from .inputs import counts_matrix
+
+        location = self.counts_location or self.counts_finding.location
+        return counts_matrix(self.adata, location)
+
+    def gene_symbols(self):
+        """The dataset's gene symbols (``var['feature_name']``, or symbol ``var_names``); ``ValueError`` if none."""
+        from .inputs import find_gene_symbols, gene_symbols_error
+
+        found = find_gene_symbols(self.adata.var_names, self.adata.var, self.organism.prefix)
+        if found.symbols is None:
+            raise ValueError(gene_symbols_error())
+        return found
 
     @property
     def adata(self):
@@ -71,9 +110,10 @@ class SingleCellDataset(BaseDataset):
     def _validate(self) -> None:
         """The reference's checks, without its side effect on ``var_names``.
 
-        Raises ``ValueError`` for a missing AnnData or organism and for gene names without
-        the organism's prefix (in ``var_names`` and in ``var['ensembl_id']``); non-raw counts
-        only log a warning, as some models take normalised data.
+        Raises ``ValueError`` for a missing AnnData or organism and, while ``require_gene_ids``
+        (the default, as the reference), for gene names without the organism's prefix (in
+        ``var_names`` and in ``var['ensembl_id']``). Counts that are not raw only log a warning, as
+        some models take normalised data (``requires_raw_counts`` on the validator decides).
         """
         if DataType.ANNDATA not in self._inputs:
             raise ValueError("Dataset does not contain anndata object")
@@ -82,13 +122,20 @@ class SingleCellDataset(BaseDataset):
         if not isinstance(self.organism, Organism):
             raise ValueError("Organism is not a valid Organism enum")
         adata = self.adata
-        values, _ = sample_rows(adata.X)
-        if count_problems(values):
+        if self.counts_location:
+            values, _ = sample_rows(self.counts)
+            not_counts = bool(count_problems(values))
+        else:
+            not_counts = not self.counts_finding.is_counts
+        if not_counts:
             logger.warning(
                 "Dataset X matrix does not contain raw counts. Some models may require raw counts as "
                 "input. Check the corresponding model card for more details."
             )
-        self.gene_ids  # noqa: B018 - raises with the reference's message when no prefixed IDs exist
+        if find_gene_ids(adata.var_names, adata.var, self.organism).ids is None:
+            if self.require_gene_ids:
+                raise ValueError(gene_name_error(self.organism))
+            logger.info("%s: %s", self.path, gene_name_error(self.organism))
 
 
 class BackedSingleCellDataset(SingleCellDataset):

@@ -113,13 +113,22 @@ class GeneDictionaries:
         token_file: PathLike,
         median_file: PathLike,
         mapping_file: Optional[PathLike] = None,
+        name_file: Optional[PathLike] = None,
     ) -> "GeneDictionaries":
-        """Read the pickles (numpy scalar values are turned into plain ints and floats)."""
+        """Read the pickles (numpy scalar values are turned into plain ints and floats).
+
+        ``name_file`` (upstream's ``gene_name_id_dict``: symbol -> Ensembl ID) adds the symbols the
+        mapping dictionary lacks: the gc95M ``ensembl_mapping_dict`` maps symbols too, the gc30M one
+        maps Ensembl IDs only. Entries of ``mapping_file`` win.
+        """
         token = {str(k): int(v) for k, v in _load_pickle(token_file).items()}
         median = {str(k): float(v) for k, v in _load_pickle(median_file).items()}
         mapping = None
+        if name_file is not None:
+            mapping = {str(k): str(v) for k, v in _load_pickle(name_file).items() if v is not None}
         if mapping_file is not None:
-            mapping = {str(k): str(v) for k, v in _load_pickle(mapping_file).items() if v is not None}
+            mapping = {**(mapping or {}),
+                       **{str(k): str(v) for k, v in _load_pickle(mapping_file).items() if v is not None}}
         return cls(token=token, median=median, mapping=mapping)
 
     def special_id(self, name: str) -> Optional[int]:
@@ -130,6 +139,15 @@ class GeneDictionaries:
     def gene_keys(self) -> List[str]:
         """Vocabulary keys that are genes (not special tokens) and have a median."""
         return [k for k in self.token if not k.startswith("<") and k in self.median]
+
+
+def name_dictionary_beside(mapping_file: Optional[PathLike]) -> Optional[Path]:
+    """Upstream's ``gene_name_id_dict_<corpus>.pkl`` next to ``ensembl_mapping_dict_<corpus>.pkl``, if present."""
+    if mapping_file is None:
+        return None
+    path = Path(mapping_file)
+    candidate = path.with_name(path.name.replace("ensembl_mapping_dict", "gene_name_id_dict"))
+    return candidate if candidate != path and candidate.is_file() else None
 
 
 @dataclass
@@ -304,14 +322,17 @@ class RankValueTokenizer:
         return sp.csr_matrix((ones, (plan.columns, plan.slots)), shape=(plan.n_columns, len(plan.tokens)))
 
     # -- tokenizing ------------------------------------------------------------------------
-    def iter_batches(self, adata: Any, plan: Optional[GenePlan] = None) -> Iterator[TokenizedBatch]:
+    def iter_batches(self, adata: Any, plan: Optional[GenePlan] = None, matrix: Any = None) -> Iterator[TokenizedBatch]:
         """Yield :class:`TokenizedBatch` es of ``batch_size`` cells, in dataset order.
 
         Works on in-memory and backed AnnData (sparse or dense X); reads one row slice at a time.
+        ``matrix`` is the count matrix to read (default ``adata.X``; e.g. a layer holding the raw
+        counts, see :func:`czbenchmarks.datasets.inputs.counts_matrix`).
         """
         import scipy.sparse as sp
 
         plan = plan if plan is not None else self.plan(adata)
+        matrix = adata.X if matrix is None else matrix
         n_obs = int(adata.n_obs)
         n_counts_obs = None
         if self.n_counts_key and self.n_counts_key in adata.obs.columns:
@@ -320,7 +341,7 @@ class RankValueTokenizer:
         selector = None
         for start in range(0, n_obs, self.batch_size):
             stop = min(start + self.batch_size, n_obs)
-            block = adata.X[start:stop]
+            block = matrix[start:stop]
             sparse_source = sp.issparse(block)
             if n_counts_obs is not None:
                 n_counts = np.asarray(n_counts_obs[start:stop])

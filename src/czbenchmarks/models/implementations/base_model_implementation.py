@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 #: Options only the pipeline uses; they are hidden from a model's own strict parser.
 PIPELINE_ONLY_OPTIONS = (
     "input", "output", "dataset_id", "organism", "weights_dir", "model_config",
-    "seed", "device", "condition_key", "split_key",
+    "seed", "device", "condition_key", "split_key", "counts_layer", "scvi_batch_columns",
 )
 
 
@@ -57,6 +57,14 @@ def pipeline_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--condition_key", default="condition")
     parser.add_argument("--split_key", default="split")
+    parser.add_argument(
+        "--counts_layer", default="",
+        help="where the raw counts are: X, raw.X or a layer name (VALIDATE's verdict; empty: detect)",
+    )
+    parser.add_argument(
+        "--scvi_batch_columns", default="",
+        help="scVI batch roles: 'role=obs_column' or 'role==constant', ';'-separated (see bin/scvi_model.py)",
+    )
     return parser
 
 
@@ -182,7 +190,9 @@ class BaseModelImplementation(BaseModelValidator, ABC):
         """Point ``model_weights_dir`` at usable weights, downloading only when they do not verify.
 
         In the pipeline ``--weights_dir`` names the folder FETCH_WEIGHTS filled; its manifest
-        (when present) is checked, sizes and sha256 included. Standalone, weights go under
+        (when present) is checked: every file's size and modification time against the manifest
+        written at fetch, where the sha256 was computed once; only a file whose size or mtime
+        changed is hashed again (``weights_verification`` records which). Standalone, weights go under
         ``MODEL_WEIGHTS_CACHE_PATH/<subdir>``; unlike the reference (which reused any
         non-empty folder), a folder is reused only when its manifest verifies, and a manifest is
         written after each download.
@@ -194,7 +204,13 @@ class BaseModelImplementation(BaseModelValidator, ABC):
 
         if getattr(self.args, "weights_dir", None):
             self.model_weights_dir = str(self.args.weights_dir)
-            problems = verify_manifest(Path(self.model_weights_dir), require=False)
+            rehashed: List[str] = []
+            problems = verify_manifest(Path(self.model_weights_dir), require=False, trust_unchanged=True,
+                                       rehashed=rehashed)
+            self.weights_verification = {
+                "method": "size and mtime against the manifest written at fetch (sha256 computed there, once)",
+                "rehashed": rehashed,
+            }
             if problems:
                 raise ValueError(f"Model weights in {self.model_weights_dir} failed verification: {problems[0]}")
             return
@@ -202,7 +218,7 @@ class BaseModelImplementation(BaseModelValidator, ABC):
         target = MODEL_WEIGHTS_CACHE_PATH / subdir if subdir else MODEL_WEIGHTS_CACHE_PATH
         self.model_weights_dir = str(target)
         if target.is_dir() and any(target.iterdir()):
-            problems = verify_manifest(target, require=True)
+            problems = verify_manifest(target, require=True, trust_unchanged=True)
             if not problems:
                 logger.info("Model weights already downloaded and verified in %s", target)
                 return
@@ -249,16 +265,23 @@ class BaseModelImplementation(BaseModelValidator, ABC):
         """A dataset of the validator's ``dataset_type`` for ``path`` and ``--organism``."""
         if not getattr(self.args, "organism", None):
             raise ValueError("--organism is required when run() is given no datasets")
+        from ...datasets.inputs import parse_counts_location
+
+        counts = parse_counts_location(getattr(self.args, "counts_layer", ""))
         if issubclass(self.dataset_type, PerturbationSingleCellDataset):
-            return self.dataset_type(
+            dataset = self.dataset_type(
                 path,
                 self.args.organism,
                 condition_key=getattr(self.args, "condition_key", "condition"),
                 split_key=getattr(self.args, "split_key", "split"),
             )
-        if self.streams_input and self.dataset_type is SingleCellDataset:
-            return BackedSingleCellDataset(path, self.args.organism)
-        return self.dataset_type(path, self.args.organism)
+        elif self.streams_input and self.dataset_type is SingleCellDataset:
+            dataset = BackedSingleCellDataset(path, self.args.organism)
+        else:
+            dataset = self.dataset_type(path, self.args.organism)
+        if counts and isinstance(dataset, SingleCellDataset):
+            dataset.counts_location = counts  # where VALIDATE found the counts: not detected again
+        return dataset
 
     def load_dataset(self) -> BaseDataset:
         """The (first) dataset named by ``--input``/``--organism``."""
@@ -282,6 +305,8 @@ class BaseModelImplementation(BaseModelValidator, ABC):
         for dataset in self.datasets:
             if pipeline_mode:
                 dataset.load_data()
+            if getattr(self, "gene_identifiers", "ensembl") != "ensembl" and isinstance(dataset, SingleCellDataset):
+                dataset.require_gene_ids = False  # the validator's own gene rule applies (symbols, ...)
             dataset.validate()
             self.validate_dataset(dataset)
         for dataset in self.datasets:

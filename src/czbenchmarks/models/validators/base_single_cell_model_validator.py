@@ -10,6 +10,7 @@ from typing import ClassVar, Iterable, List, Optional, Set, Union
 
 from ...datasets.base import BaseDataset
 from ...datasets.checks import find_gene_ids, gene_name_error, gene_prefix_detail
+from ...datasets.inputs import find_gene_symbols, gene_symbols_error
 from ...datasets.single_cell import SingleCellDataset
 from ...datasets.types import Organism
 from .base_model_validator import BaseModelValidator
@@ -54,9 +55,17 @@ class BaseSingleCellValidator(BaseModelValidator):
     Subclasses set ``available_organisms``, ``required_obs_keys`` and ``required_var_keys``.
     Optional class variables:
 
-    ``requires_raw_counts``
-        the model needs integer counts; the pipeline's VALIDATE marks datasets whose X holds
-        normalised values as incompatible.
+    ``requires_raw_counts`` and ``raw_counts_reason``
+        the model needs integer counts: VALIDATE marks a dataset in which no counts are found (X,
+        layers['counts'], layers['raw_counts'], raw.X; see :mod:`czbenchmarks.datasets.inputs`)
+        incompatible, giving ``raw_counts_reason``. When ``False``, ``raw_counts_reason`` (if set)
+        is recorded as a note on a passing verdict whose input is not raw counts.
+    ``gene_identifiers`` and ``gene_identifiers_reason``
+        which gene names the model reads: ``"ensembl"`` (organism-prefixed Ensembl IDs in
+        ``var_names`` or ``var['ensembl_id']``), ``"symbols"`` (``var['feature_name']``, or
+        ``var_names`` that plainly are symbols), ``"ensembl_or_mapped_symbols"`` (Ensembl IDs, or
+        symbols the weights' name->ID table maps; the mapping is counted once the weights are
+        fetched) or ``"any"`` (no rule).
     ``vocabulary_file``
         a file in the model's weights listing the genes it knows (see :func:`read_vocabulary`);
         with ``min_vocabulary_overlap`` a dataset sharing too few genes is incompatible.
@@ -73,6 +82,9 @@ class BaseSingleCellValidator(BaseModelValidator):
     required_obs_keys: ClassVar[List[str]]
     required_var_keys: ClassVar[List[str]]
     requires_raw_counts: ClassVar[bool] = False
+    raw_counts_reason: ClassVar[str] = ""
+    gene_identifiers: ClassVar[str] = "ensembl"
+    gene_identifiers_reason: ClassVar[str] = ""
     vocabulary_file: ClassVar[Optional[str]] = None
     vocabulary_var_key: ClassVar[Optional[str]] = None
     min_vocabulary_overlap: ClassVar[Union[int, float]] = 1
@@ -101,10 +113,40 @@ class BaseSingleCellValidator(BaseModelValidator):
         missing_var = [key for key in self.required_var_keys if key not in adata.var.columns]
         if missing_var:
             reasons.append(f"Missing required var keys: {missing_var}")
-        if find_gene_ids(adata.var_names, adata.var, dataset.organism).ids is None:
-            detail = gene_prefix_detail(adata.var_names, adata.var, dataset.organism)
-            reasons.append(f"{gene_name_error(dataset.organism)} ({detail})")
+        reasons.extend(self.gene_identifier_reasons(dataset))
         return reasons
+
+    def gene_identifier_reasons(self, dataset: BaseDataset) -> List[str]:
+        """Why the dataset's gene names do not suit ``gene_identifiers`` (empty list: they do)."""
+        adata = dataset.adata
+        policy = self.gene_identifiers
+        if policy == "any":
+            return []
+        has_ids = find_gene_ids(adata.var_names, adata.var, dataset.organism).ids is not None
+        symbols = find_gene_symbols(adata.var_names, adata.var, dataset.organism.prefix)
+        why = f" ({self.gene_identifiers_reason})" if self.gene_identifiers_reason else ""
+        if policy == "symbols":
+            return [] if symbols.symbols is not None else [gene_symbols_error() + why]
+        if policy == "ensembl_or_mapped_symbols" and (has_ids or symbols.symbols is not None):
+            return []
+        if has_ids:
+            return []
+        detail = gene_prefix_detail(adata.var_names, adata.var, dataset.organism)
+        return [f"{gene_name_error(dataset.organism)} ({detail}){why}"]
+
+    def gene_identifier_source(self, dataset: BaseDataset) -> str:
+        """Where the gene names this model reads come from (for notes and provenance)."""
+        adata = dataset.adata
+        ids = find_gene_ids(adata.var_names, adata.var, dataset.organism)
+        symbols = find_gene_symbols(adata.var_names, adata.var, dataset.organism.prefix)
+        if self.gene_identifiers == "symbols":
+            return f"gene symbols from {symbols.source}" if symbols.source else ""
+        if self.gene_identifiers in ("ensembl", "ensembl_or_mapped_symbols") and ids.source:
+            return f"Ensembl IDs from {ids.source}"
+        if self.gene_identifiers == "ensembl_or_mapped_symbols" and symbols.source:
+            return (f"gene symbols from {symbols.source}, mapped to Ensembl IDs through the weights' "
+                    "name->ID table (counted by CHECK_VOCABULARY)")
+        return ""
 
     def _validate_dataset(self, dataset: BaseDataset) -> None:
         """Raise ``ValueError`` with the reasons of :meth:`single_cell_reasons`."""
@@ -151,6 +193,9 @@ class BaseSingleCellValidator(BaseModelValidator):
     def dataset_genes(self, dataset: BaseDataset) -> List[str]:
         """The dataset's genes as matched against the vocabulary (see ``vocabulary_var_key``)."""
         adata = dataset.adata
+        if self.gene_identifiers == "symbols":  # var['feature_name'], or symbol var_names
+            found = find_gene_symbols(adata.var_names, adata.var, dataset.organism.prefix)
+            return [] if found.symbols is None else [str(g) for g in found.symbols]
         if self.vocabulary_var_key:
             if self.vocabulary_var_key not in adata.var.columns:
                 return []
@@ -186,7 +231,11 @@ class BaseSingleCellValidator(BaseModelValidator):
             rule = f"{needed} genes"
         if overlap >= needed:
             return []
-        key = f"var['{self.vocabulary_var_key}']" if self.vocabulary_var_key else "gene IDs"
+        if self.gene_identifiers == "symbols":
+            adata = dataset.adata
+            key = find_gene_symbols(adata.var_names, adata.var, dataset.organism.prefix).source or "gene symbols"
+        else:
+            key = f"var['{self.vocabulary_var_key}']" if self.vocabulary_var_key else "gene IDs"
         return [
             f"only {overlap} of {len(genes)} genes ({key}) are in the model's vocabulary "
             f"({len(vocabulary)} genes); at least {rule} needed"
