@@ -17,6 +17,8 @@ from czbenchmarks.validation import load_model_class
 from czbenchmarks.weights import fetch_weights
 
 SCVI_WEIGHTS = TEST_WEIGHTS / "scvi" / "homo_sapiens"
+#: A Census-shaped model written by scvi-tools 1.1 (scripts/make_scvi11_model.py; README there).
+SCVI_1_1 = Path(__file__).parent / "fixtures" / "scvi_1_1"
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +108,27 @@ def test_embedding_does_not_depend_on_the_seed_or_the_batch_labels(tmp_path, wei
     np.testing.assert_allclose(reference_latent(h5ad, weights_dir, seed=7), first, rtol=1e-5, atol=1e-6)
     # The cells still differ from one another: the latent is not a constant.
     assert first.std(axis=0).mean() > 0.05
+
+
+def test_model_written_by_scvi_tools_1_1_maps_as_1_1_does(tmp_path):
+    """The Census models were saved by scvi-tools ~1.1: the pipeline's loader (this scvi-tools) must
+    read such a file and give the latent that scvi-tools 1.1 itself gives."""
+    if not (SCVI_1_1 / "model.pt").is_file():
+        pytest.skip(f"{SCVI_1_1}/model.pt absent: run scripts/make_scvi11_model.py in a scvi-tools 1.1 environment")
+    import torch
+
+    saved = torch.load(SCVI_1_1 / "model.pt", map_location="cpu", weights_only=False)
+    assert saved["attr_dict"]["registry_"]["scvi_version"].startswith("1.1.")
+    weights = tmp_path / "weights"
+    fetch_weights([(str(SCVI_1_1), "")], weights, extra={"model": "scvi", "variant": "homo_sapiens"})
+    proc = run_script(tmp_path, weights)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = ad.read_h5ad(tmp_path / "out.h5ad")
+    assert out.obsm["X_emb"].shape == (700, 50)
+    expected = np.load(SCVI_1_1 / "expected_latent.npy")
+    np.testing.assert_allclose(out.obsm["X_emb"][: len(expected)], expected, rtol=1e-4, atol=1e-5)
+    run_info = json.loads(out.uns["czbenchmarks"]["json"])["run_info"]
+    assert run_info["n_reference_genes"] == 305
 
 
 def test_dataset_with_only_an_ensembl_id_column_is_mapped(tmp_path, weights_dir):
