@@ -231,7 +231,7 @@ def main() -> None:
         lines.append(f"| {model} | {e['n_params'] / 1e6:.1f} M | {e['checkpoint_bytes'] / gib:.2f} GiB | {e['load_s']:.1f} s | "
                      f"{e['n_cells']} ({e['n_embedded']}) | {e['embed_s']:.1f} s | {e['cells_per_s']:.2f} | "
                      f"{e['peak_rss_bytes'] / gib:.2f} GiB | {e['peak_rss_bytes'] / e['checkpoint_bytes']:.2f} | "
-                     f"{e['load_average_before']:.1f} / {e['load_average_after']:.1f} |")
+                     f"{e.get('load_average_before', float('nan')):.1f} / {e['load_average_after']:.1f} |")
     (OUT / "real_shapes.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
