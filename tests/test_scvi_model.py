@@ -17,6 +17,8 @@ from czbenchmarks.validation import load_model_class
 from czbenchmarks.weights import fetch_weights
 
 SCVI_WEIGHTS = TEST_WEIGHTS / "scvi" / "homo_sapiens"
+#: A Census-shaped model written by scvi-tools 1.1 (scripts/make_scvi11_model.py; README there).
+SCVI_1_1 = Path(__file__).parent / "fixtures" / "scvi_1_1"
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +40,9 @@ def run_script(tmp_path: Path, weights_dir: Path, h5ad: Path = TEST_H5AD, *extra
 def reference_latent(h5ad: Path, weights: Path, seed: int = 42) -> np.ndarray:
     """What czbenchmarks' scVI model computes, written out with scvi-tools directly.
 
-    Seeded: load_query_data initialises the new batch's encoder weights at random, which the
-    reference left unseeded (its embeddings changed from run to run).
+    Seeded: load_query_data initialises the new batches' weights at random, which the reference
+    left unseeded; with the Census architecture (``encode_covariates=False``) those weights never
+    reach the encoder, so the latent does not depend on them.
     """
     import scvi
 
@@ -73,13 +76,59 @@ def test_pipeline_mode_matches_scvi_tools_called_directly(tmp_path, weights_dir)
     assert "scvi-tools" in provenance["software"]
 
 
-def test_same_seed_same_embedding_other_seed_differs(tmp_path, weights_dir):
+def test_tiny_reference_has_the_census_architecture(weights_dir):
+    """The test model is built as the Census models are (scripts/make_test_assets.py), so the numbers
+    the tests check are those of the real architecture, not of a friendlier one."""
+    import torch
+
+    saved = torch.load(weights_dir / "model.pt", map_location="cpu", weights_only=False)
+    init = saved["attr_dict"]["init_params_"]
+    assert init["kwargs"]["kwargs"] == {"encode_covariates": False}
+    assert {k: init["non_kwargs"][k] for k in ("n_latent", "n_layers", "gene_likelihood", "dispersion")} == {
+        "n_latent": 50, "n_layers": 1, "gene_likelihood": "nb", "dispersion": "gene"}
+    assert all(str(g).startswith("ENSG") for g in saved["var_names"])
+    batches = saved["attr_dict"]["registry_"]["field_registries"]["batch"]["state_registry"]["categorical_mapping"]
+    # Census-style labels: dataset_id + assay + suspension_type + donor_id, no separator.
+    assert all(str(b).startswith("census_reference_human10x 3' v2cell") for b in batches) and len(batches) == 3
+
+
+def test_embedding_does_not_depend_on_the_seed_or_the_batch_labels(tmp_path, weights_dir):
+    """With encode_covariates=False (Census) the seeded initialisation of the query's new batches
+    never reaches the encoder: every seed, and any batch labelling, gives the same latent."""
     first = reference_latent(TEST_H5AD, weights_dir, seed=7)
-    np.testing.assert_array_equal(first, reference_latent(TEST_H5AD, weights_dir, seed=7))
-    assert np.abs(first - reference_latent(TEST_H5AD, weights_dir, seed=8)).max() > 1e-4
+    assert first.shape == (700, 50) and np.isfinite(first).all()
+    np.testing.assert_allclose(reference_latent(TEST_H5AD, weights_dir, seed=8), first, rtol=1e-5, atol=1e-6)
     proc = run_script(tmp_path, weights_dir, TEST_H5AD, "--seed", "7")
     assert proc.returncode == 0, proc.stderr[-3000:]
     np.testing.assert_allclose(ad.read_h5ad(tmp_path / "out.h5ad").obsm["X_emb"], first, rtol=1e-4, atol=1e-5)
+    relabelled = ad.read_h5ad(TEST_H5AD)
+    relabelled.obs["donor_id"] = relabelled.obs["donor_id"].cat.rename_categories(lambda d: f"other_{d}")
+    h5ad = tmp_path / "relabelled.h5ad"
+    relabelled.write_h5ad(h5ad)
+    np.testing.assert_allclose(reference_latent(h5ad, weights_dir, seed=7), first, rtol=1e-5, atol=1e-6)
+    # The cells still differ from one another: the latent is not a constant.
+    assert first.std(axis=0).mean() > 0.05
+
+
+def test_model_written_by_scvi_tools_1_1_maps_as_1_1_does(tmp_path):
+    """The Census models were saved by scvi-tools ~1.1: the pipeline's loader (this scvi-tools) must
+    read such a file and give the latent that scvi-tools 1.1 itself gives."""
+    if not (SCVI_1_1 / "model.pt").is_file():
+        pytest.skip(f"{SCVI_1_1}/model.pt absent: run scripts/make_scvi11_model.py in a scvi-tools 1.1 environment")
+    import torch
+
+    saved = torch.load(SCVI_1_1 / "model.pt", map_location="cpu", weights_only=False)
+    assert saved["attr_dict"]["registry_"]["scvi_version"].startswith("1.1.")
+    weights = tmp_path / "weights"
+    fetch_weights([(str(SCVI_1_1), "")], weights, extra={"model": "scvi", "variant": "homo_sapiens"})
+    proc = run_script(tmp_path, weights)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = ad.read_h5ad(tmp_path / "out.h5ad")
+    assert out.obsm["X_emb"].shape == (700, 50)
+    expected = np.load(SCVI_1_1 / "expected_latent.npy")
+    np.testing.assert_allclose(out.obsm["X_emb"][: len(expected)], expected, rtol=1e-4, atol=1e-5)
+    run_info = json.loads(out.uns["czbenchmarks"]["json"])["run_info"]
+    assert run_info["n_reference_genes"] == 305
 
 
 def test_dataset_with_only_an_ensembl_id_column_is_mapped(tmp_path, weights_dir):
