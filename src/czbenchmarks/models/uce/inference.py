@@ -122,6 +122,20 @@ def chrom_token_rows(n_rows: int, token_dim: int, seed: int) -> "Any":
     return torch.normal(mean=0.0, std=1.0, size=(n_rows, token_dim), generator=generator)
 
 
+def token_table_shape(token_file: Path, settings: Dict[str, Any]) -> tuple:
+    """(rows, dim) of :func:`token_table` without building it: the file is memory-mapped, so
+    only its header is read."""
+    import torch
+
+    tokens = _torch_load(token_file)
+    if not isinstance(tokens, torch.Tensor) or tokens.ndim != 2:
+        raise ValueError(f"{token_file}: expected a 2-d tensor of token embeddings")
+    rows = int(tokens.shape[0])
+    if rows == settings["CHROM_TOKEN_OFFSET"]:
+        rows += int(settings["n_chrom_tokens"])
+    return rows, int(tokens.shape[1])
+
+
 def token_table(token_file: Path, settings: Dict[str, Any]) -> "Any":
     """``all_tokens.torch`` as UCE uses it: when it holds exactly ``CHROM_TOKEN_OFFSET`` rows,
     the ``n_chrom_tokens`` chromosome tokens are appended."""
@@ -187,12 +201,15 @@ def load_uce(weights_dir: Union[str, Path], settings: Dict[str, Any], device: st
         )
     n_params = sum(p.numel() for name, p in model.named_parameters()
                    if not name.startswith(PREDICTION_HEAD_PREFIXES))
-    table = token_table(token_file, settings)
-    if table.shape[1] != settings["token_dim"]:
-        raise ValueError(f"{token_file.name} has {table.shape[1]}-d tokens, the model takes {settings['token_dim']}")
-    if checkpoint_table is not None and tuple(checkpoint_table.shape) == tuple(table.shape):
+    # Shapes first: the file's table (2.9 GB for the real one) is built only when the checkpoint's
+    # own does not fit, which saves reading and copying it on every run with a matching checkpoint.
+    shape = token_table_shape(token_file, settings)
+    if shape[1] != settings["token_dim"]:
+        raise ValueError(f"{token_file.name} has {shape[1]}-d tokens, the model takes {settings['token_dim']}")
+    if checkpoint_table is not None and tuple(checkpoint_table.shape) == shape:
         table, source = checkpoint_table, f"checkpoint {TABLE_KEY}"
     else:
+        table = token_table(token_file, settings)
         source = "model_files/all_tokens.torch" + (
             " + chromosome tokens" if table.shape[0] != _rows(token_file) else "")
     model.pe_embedding = nn.Embedding.from_pretrained(table.float().contiguous())
