@@ -68,8 +68,8 @@ def metrics_of(task: str, rng: np.random.Generator, n_conditions: int) -> list[d
     conditions = [f"GENE{i}+ctrl" for i in range(n_conditions)] + ["MEAN"]
     return [{"metric_type": m, "value": value(), "params": {"condition": c, "subset": s}}
             for c in conditions for m, s in (("mean_squared_error", "all"), ("mean_squared_error", "top20"),
-                                              ("PEARSON_CORRELATION", "all"), ("PEARSON_CORRELATION", "top20"),
-                                              ("PEARSON_CORRELATION", "top100"), ("jaccard", "top20"),
+                                              ("pearson_correlation", "all"), ("pearson_correlation", "top20"),
+                                              ("pearson_correlation", "top100"), ("jaccard", "top20"),
                                               ("jaccard", "top100"), ("mean_squared_error", "top100"))]
 
 

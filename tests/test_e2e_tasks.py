@@ -45,7 +45,7 @@ def test_every_task_has_rows_beside_baselines(test_run):
     assert cross[0]["dataset"] == "pbmc68k+pbmc_mouse"
     pert = [r for r in rows if r["task"] == "perturbation"]
     assert {r["variant"] for r in pert} == {"control_mean", "control_median"}
-    assert {r["metric"] for r in pert} == {"mean_squared_error", "PEARSON_CORRELATION", "jaccard"}
+    assert {r["metric"] for r in pert} == {"mean_squared_error", "pearson_correlation", "jaccard"}
     label_baseline = {r["variant"] for r in rows if r["task"] == "label_prediction" and r["model"] == "baseline"}
     assert label_baseline == {"raw_expression"}
     assert all(r["seed"] == 42 for r in rows)
