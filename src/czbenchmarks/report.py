@@ -398,7 +398,7 @@ def results_csv(results: dict[str, Any]) -> str:
 
     Schema 4.0 appends ``values`` (JSON list, one per seed), ``ci_low``, ``ci_high``, ``ci_level`` (the
     metric's interval) and ``scaled_score`` (headline rows; see the ``ranking`` section)."""
-    from .report_scores import metric_label
+    from .report_scores import headline, metric_label
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS + ["status", "reason"] + CSV_EXTRA_COLUMNS,
@@ -416,7 +416,7 @@ def results_csv(results: dict[str, Any]) -> str:
         out.update({"values": json.dumps(row["values"]) if row.get("values") else "",
                     "ci_low": interval.get("low"), "ci_high": interval.get("high"), "ci_level": interval.get("level"),
                     "scaled_score": scaled.get((row["dataset"], row["task"], row["model"], row.get("variant", ""),
-                                                metric_label(row)))})
+                                                metric_label(row))) if headline(row) else None})
         writer.writerow({**out, "status": "ok", "reason": row.get("note", "")})
     missing = (results.get("completeness") or {}).get("missing")
     if missing is None:  # no plan: list what we know

@@ -339,7 +339,8 @@ def quality_cost_plot(ranking: Dict[str, Any], per_model: Dict[str, Dict[str, An
             continue
         baseline = model["model"] == "baseline"
         interval = model.get("overall_interval")
-        yerr = None if not interval else [[model["overall"] - interval["low"]], [interval["high"] - model["overall"]]]
+        yerr = None if not interval else [[max(0.0, model["overall"] - interval["low"])],
+                                          [max(0.0, interval["high"] - model["overall"])]]
         ax.errorbar(cost["wall_seconds"], model["overall"], yerr=yerr, fmt="s" if baseline else "o",
                     color="#888" if baseline else "#1f77b4", capsize=3, ms=6)
         ax.annotate(model["label"], (cost["wall_seconds"], model["overall"]), fontsize=7, xytext=(4, 4),
@@ -465,7 +466,12 @@ def model_cards_section(results: Dict[str, Any]) -> List[str]:
     cards = results.get("model_cards") or []
     if not cards:
         return []
-    parts = ["<h2 id='models'>Models</h2><div class='cards'>"]
+    engine = (results.get("run") or {}).get("container_engine")
+    parts = ["<h2 id='models'>Models</h2>"]
+    if engine == "":
+        parts.append("<p>This run used no container engine: <i>container</i> is the image the registry pins "
+                     "(Nextflow's trace records it), not one the processes ran in.</p>")
+    parts.append("<div class='cards'>")
     for card in cards:
         weights = "; ".join(f"{d}: {w}" for d, w in card["weights"].items())
         fields = [("type", card.get("model_type", "")), ("variants", ", ".join(card["variants"])),

@@ -209,7 +209,8 @@ def scaled_scores(rows: list[dict[str, Any]], catalogue: dict[str, MetricSpec]) 
 
 def _mean_with_seeds(entries: list[tuple[float, list[float] | None]]) -> tuple[float | None, list[float] | None]:
     """Mean of clipped scores and, when every seeded entry has the same number of seeds, the per-seed
-    means (an entry without seeds counts as the same value in every seed)."""
+    means (an entry without seeds counts as the same value in every seed); the mean is then the mean
+    of the per-seed means, so that it lies inside their interval."""
     if not entries:
         return None, None
     mean = sum(_clip(v) for v, _ in entries) / len(entries)
@@ -218,7 +219,7 @@ def _mean_with_seeds(entries: list[tuple[float, list[float] | None]]) -> tuple[f
         return mean, None
     n = lengths.pop()
     per_seed = [sum(_clip(seeds[i]) if seeds else _clip(v) for v, seeds in entries) / len(entries) for i in range(n)]
-    return mean, per_seed
+    return sum(per_seed) / n, per_seed
 
 
 def ranking(rows: list[dict[str, Any]], catalogue: dict[str, MetricSpec]) -> dict[str, Any]:
