@@ -36,7 +36,7 @@ img.plot{max-width:100%;border:1px solid #eee;margin:6px 0}.grid{display:flex;fl
 .grid figure{margin:0}.grid figcaption{font-size:12px;color:#555}code{font-size:12px}
 td{vertical-align:top}td.num{white-space:nowrap}
 td.long{min-width:16em;max-width:36em;overflow-wrap:anywhere;font-size:12px}
-td{max-width:40em;overflow-wrap:anywhere}td details summary{cursor:pointer;white-space:nowrap;overflow:hidden;
+td{max-width:40em;overflow-wrap:break-word}td details summary{cursor:pointer;white-space:nowrap;overflow:hidden;
 text-overflow:ellipsis;max-width:32em}td details .full{max-height:12em;overflow:auto;overflow-wrap:anywhere;
 white-space:normal}
 .ci{color:#666;font-size:11px}.scaled{color:#1a5;font-size:11px;margin-left:4px}.neg{color:#b33}
@@ -243,6 +243,11 @@ def value_cell(value: Optional[float], interval: Optional[Dict[str, Any]] = None
     return Markup(text, "num")
 
 
+def _num(text: str) -> "Markup":
+    """A pre-formatted number: right-aligned, never wrapped."""
+    return Markup(_esc(text), "num")
+
+
 def _duration(seconds: Optional[float]) -> str:
     if seconds is None:
         return ""
@@ -427,8 +432,9 @@ def ranking_section(results: Dict[str, Any], plots: bool) -> List[str]:
         for task in tasks:
             entry = model["tasks"].get(task)
             cells.append(value_cell(entry["mean"], entry.get("interval"), digits=3) if entry else "")
-        cells += [f"{model['n_tasks']}/{len(tasks)}", _duration(cost.get("wall_seconds")),
-                  f"{cost['cpu_hours']:.3f}" if cost.get("cpu_hours") is not None else "", _gib(cost.get("peak_rss_bytes"))]
+        cells += [_num(f"{model['n_tasks']}/{len(tasks)}"), _num(_duration(cost.get("wall_seconds"))),
+                  _num(f"{cost['cpu_hours']:.3f}" if cost.get("cpu_hours") is not None else ""),
+                  _num(_gib(cost.get("peak_rss_bytes")))]
         body.append(cells)
     classes = ["baseline" if m["model"] == "baseline" else "" for m in models]
     parts.append(_table(["rank", "model", "overall", "vs next"] + tasks + ["tasks", "wall time", "CPU h", "peak RSS GiB"],
@@ -449,10 +455,10 @@ def cost_section(results: Dict[str, Any], plots: bool) -> List[str]:
                  "(<code>peak_rss</code>), GPU peak memory where the model recorded <code>gpu_peak_memory</code>, "
                  "cells per second (the output's cells / wall time, start-up included), and the EVALUATE time "
                  "spent scoring the output.</p>")
-    body = [[c["label"], c["dataset"], c["variant"], c["process"], _duration(c["wall_seconds"]),
-             f"{c['cpu_hours']:.4f}" if c["cpu_hours"] is not None else "", _gib(c["peak_rss_bytes"]),
-             _gib(c["gpu_peak_memory_bytes"]), f"{c['cells_per_second']:.1f}" if c["cells_per_second"] else "",
-             _duration(c["evaluate_wall_seconds"]), c["container"]]
+    body = [[c["label"], c["dataset"], c["variant"], c["process"], _num(_duration(c["wall_seconds"])),
+             _num(f"{c['cpu_hours']:.4f}" if c["cpu_hours"] is not None else ""), _num(_gib(c["peak_rss_bytes"])),
+             _num(_gib(c["gpu_peak_memory_bytes"])), _num(f"{c['cells_per_second']:.1f}" if c["cells_per_second"] else ""),
+             _num(_duration(c["evaluate_wall_seconds"])), c["container"]]
             for c in sorted(outputs, key=lambda c: (c["label"].startswith("BASELINE"), c["label"], c["dataset"]))]
     parts.append(_table(["model", "dataset", "variant", "process", "wall time", "CPU h", "peak RSS GiB",
                          "GPU peak GiB", "cells/s", "evaluate time", "container"], body, table_id="cost-table"))
