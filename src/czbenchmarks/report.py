@@ -331,7 +331,10 @@ def model_cards(rows: list[dict[str, Any]], records: dict[str, dict[str, Any]], 
             card["weights"][row["dataset"]] = row["weights_sha256"]
         prov = (records.get(row.get("provenance_id", "")) or {}).get("provenance") or {}
         for part in [prov, *(prov.get("parts") or {}).values()]:
-            precision = part.get("precision") or (part.get("run_info") or {}).get("precision")
+            info = part.get("run_info") or {}
+            precision = part.get("precision") or info.get("precision")
+            if not precision and "autocast" in info:  # earlier Geneformer outputs: no autocast = float32
+                precision = info["autocast"] or "float32"
             if precision:
                 card["precision"].add(str(precision))
     for row in cost:
