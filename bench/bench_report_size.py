@@ -11,8 +11,11 @@ Baseline: the same documents in the previous shape, where every result row carri
 provenance and software (reconstructed here from the same records).
 
 Target: report.html under 10 MB (Seqera Platform previews reports only below that), the results file
-small. Without UMAPs (``--no_umaps``, default) the page holds one plot per task; each UMAP adds one PNG,
-whose size is measured on one generated embedding and multiplied by the number of embedding outputs.
+small. The page holds the ranking figure, the quality-vs-cost scatter and one plot per task; each UMAP
+adds one PNG, whose size is measured on one generated embedding and multiplied by the number of
+embedding outputs. ``--seeds N`` gives every embedding-task metric N per-seed values and a t interval
+(the shape EVALUATE writes with ``--seeds``); a generated trace gives every output a cost row.
+tests/test_report.py runs :func:`measure` and asserts the size.
 
     python bench/bench_report_size.py
 """
@@ -54,6 +57,19 @@ def doc(dataset: str, model: str, variant: str, task: str, metrics: list[dict[st
             "evaluation_software": SOFTWARE, "metrics": metrics}
 
 
+def with_seeds(metrics: list[dict[str, Any]], rng: np.random.Generator, seeds: int) -> list[dict[str, Any]]:
+    """Per-seed values around each value and their t interval, as EVALUATE writes them with --seeds."""
+    if seeds < 2:
+        return metrics
+    from czbenchmarks.report_scores import t_interval
+
+    out = []
+    for m in metrics:
+        values = [float(np.clip(m["value"] + rng.normal(0, 0.02), 0, 1)) for _ in range(seeds)]
+        out.append({**m, "value": float(np.mean(values)), "values": values, "interval": t_interval(values)})
+    return out
+
+
 def metrics_of(task: str, rng: np.random.Generator, n_conditions: int) -> list[dict[str, Any]]:
     value = lambda: float(rng.random())  # noqa: E731
     if task == "clustering":
@@ -68,15 +84,15 @@ def metrics_of(task: str, rng: np.random.Generator, n_conditions: int) -> list[d
     conditions = [f"GENE{i}+ctrl" for i in range(n_conditions)] + ["MEAN"]
     return [{"metric_type": m, "value": value(), "params": {"condition": c, "subset": s}}
             for c in conditions for m, s in (("mean_squared_error", "all"), ("mean_squared_error", "top20"),
-                                              ("PEARSON_CORRELATION", "all"), ("PEARSON_CORRELATION", "top20"),
-                                              ("PEARSON_CORRELATION", "top100"), ("jaccard", "top20"),
+                                              ("pearson_correlation", "all"), ("pearson_correlation", "top20"),
+                                              ("pearson_correlation", "top100"), ("jaccard", "top20"),
                                               ("jaccard", "top100"), ("mean_squared_error", "top100"))]
 
 
-def catalogue_run(n_conditions: int) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every EVALUATE document of the full-catalogue run, and its plan lines."""
+def catalogue_run(n_conditions: int, seeds: int = 1) -> tuple[list[dict[str, Any]], list[str], str]:
+    """Every EVALUATE document of the full-catalogue run, its plan lines and its trace (one row per output)."""
     rng = np.random.default_rng(0)
-    docs, cells = [], []
+    docs, cells, trace = [], [], []
     for dataset in SC_DATASETS:
         for model in EMBEDDERS + ["baseline"]:
             variants = {"pca": ["clustering", "embedding", "integration"], "raw_expression": ["label_prediction"]} \
@@ -84,21 +100,24 @@ def catalogue_run(n_conditions: int) -> tuple[list[dict[str, Any]], list[str]]:
             for variant, tasks in variants.items():
                 prov = provenance(model, variant, dataset, rng) if model != "baseline" else \
                     {"model": "baseline", "model_type": "BASELINE", "variant": variant, "software": SOFTWARE}
+                trace.append((f"{dataset}:{model}:{variant}", "RUN_BASELINE" if model == "baseline" else "RUN_MODEL"))
                 for task in tasks:
-                    docs.append(doc(dataset, model, variant, task, metrics_of(task, rng, n_conditions), prov))
+                    docs.append(doc(dataset, model, variant, task,
+                                    with_seeds(metrics_of(task, rng, n_conditions), rng, seeds), prov))
                     cells.append({"dataset": dataset, "datasets": [dataset], "model": model, "variant": variant,
                                   "task": task, "status": "scheduled", "reason": "", "stage": "validate"})
     sperm = [d for d in SC_DATASETS if d.endswith("spermatogenesis")]
     for model in EMBEDDERS:
         parts = {d: provenance(model, "v1", d, rng) for d in sperm}
         key = "+".join(sorted(sperm))
-        docs.append(doc(key, model, "v1", "cross_species", metrics_of("cross_species", rng, 0),
+        docs.append(doc(key, model, "v1", "cross_species", with_seeds(metrics_of("cross_species", rng, 0), rng, seeds),
                         {"model": model, "model_type": model.upper(), "variant": "v1", "parts": parts}))
         cells.append({"dataset": key, "datasets": sorted(sperm), "model": model, "variant": "v1",
                       "task": "cross_species", "status": "scheduled", "reason": "", "stage": "group"})
     for dataset in PERTURB_DATASETS:
         for model, variant in (("scgenept", "go_c_gpt_concat"), ("baseline", "control_mean"), ("baseline", "control_median")):
             prov = provenance(model, variant, dataset, rng)
+            trace.append((f"{dataset}:{model}:{variant}", "RUN_BASELINE" if model == "baseline" else "RUN_MODEL"))
             docs.append(doc(dataset, model, variant, "perturbation", metrics_of("perturbation", rng, n_conditions), prov))
             cells.append({"dataset": dataset, "datasets": [dataset], "model": model, "variant": variant,
                           "task": "perturbation", "status": "scheduled", "reason": "", "stage": "validate"})
@@ -106,7 +125,11 @@ def catalogue_run(n_conditions: int) -> tuple[list[dict[str, Any]], list[str]]:
     lines += [json.dumps({"kind": "dataset", "id": d, "organism": "homo_sapiens", "label_key": "cell_type",
                           "tasks": []}) for d in SC_DATASETS + PERTURB_DATASETS]
     lines += [json.dumps({"kind": "cell", **c}) for c in cells]
-    return docs, lines
+    trace_text = "task_id\tprocess\ttag\tstatus\texit\tattempt\trealtime\t%cpu\tpeak_rss\tworkdir\tcontainer\n" + "".join(
+        f"{i}\tCZBENCHMARKS:INFERENCE:{process}\t{tag}\tCOMPLETED\t0\t1\t{int(rng.integers(1, 90))}m {int(rng.integers(0, 60))}s"
+        f"\t{rng.uniform(80, 800):.1f}%\t{rng.uniform(1, 60):.1f} GB\t/work/{i:02d}/{'ab' * 15}\t"
+        f"ghcr.io/czbenchmarks-nf/{tag.split(':')[1]}:0.1.0\n" for i, (tag, process) in enumerate(trace))
+    return docs, lines, trace_text
 
 
 def one_umap_png_bytes(n_cells: int) -> int:
@@ -128,17 +151,12 @@ def one_umap_png_bytes(n_cells: int) -> int:
         return len(umap_plot(path, "cell_type", "d - scvi", n_cells, 42))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--conditions", type=int, default=100, help="test conditions per perturbation dataset")
-    parser.add_argument("--umap_cells", type=int, default=2000, help="cells of the generated UMAP (the size barely depends on it)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out" / "report_size")
-    args = parser.parse_args()
-
+def measure(out: Path, n_conditions: int = 100, umap_cells: int = 2000, seeds: int = 1) -> dict[str, Any]:
+    """Write the full-catalogue report into ``out``; its sizes (and those of the previous results shape)."""
     from czbenchmarks.report import write_report
 
-    docs, lines = catalogue_run(args.conditions)
-    args.out.mkdir(parents=True, exist_ok=True)
+    docs, lines, trace_text = catalogue_run(n_conditions, seeds)
+    out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         files = []
         for i, d in enumerate(docs):
@@ -146,11 +164,13 @@ def main() -> None:
             files[-1].write_text(json.dumps(d))
         plan = Path(tmp) / "plan.jsonl"
         plan.write_text("\n".join(lines))
+        trace = Path(tmp) / "trace.txt"
+        trace.write_text(trace_text)
         start = time.perf_counter()
-        results = write_report(files, [], args.out, plan_file=plan)
+        results = write_report(files, [], out, plan_file=plan, trace_file=trace)
         seconds = time.perf_counter() - start
-    new_json = (args.out / "benchmark_results.json").stat().st_size
-    html = (args.out / "report.html").stat().st_size
+    new_json = (out / "benchmark_results.json").stat().st_size
+    html = (out / "report.html").stat().st_size
     # The previous shape: each row with its output's provenance and software copied in.
     records = results["provenance"]
     old_rows = [{**{k: v for k, v in r.items() if k != "provenance_id"},
@@ -159,16 +179,27 @@ def main() -> None:
     old = {k: v for k, v in results.items() if k != "provenance"}
     old["results"] = old_rows
     old_json = len(json.dumps(old, indent=2, default=str).encode())
-    umap = one_umap_png_bytes(args.umap_cells)
+    umap = one_umap_png_bytes(umap_cells)
     n_embedding_outputs = len(SC_DATASETS) * (len(EMBEDDERS) + 1)
-    report = {
-        "n_results": results["n_results"], "n_provenance_records": len(records),
+    return {
+        "n_results": results["n_results"], "n_provenance_records": len(records), "seeds": seeds,
+        "n_ranked_models": len(results["ranking"]["models"]), "n_cost_rows": len(results["cost"]["outputs"]),
         "benchmark_results_json_bytes": new_json, "previous_shape_json_bytes": old_json,
         "json_ratio_previous_over_new": round(old_json / new_json, 2),
         "report_html_bytes_without_umaps": html, "one_umap_bytes": umap, "n_embedding_outputs": n_embedding_outputs,
         "report_html_bytes_with_all_umaps": html + umap * n_embedding_outputs, "write_seconds": round(seconds, 1),
         "load_average": os.getloadavg()[0],
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--conditions", type=int, default=100, help="test conditions per perturbation dataset")
+    parser.add_argument("--umap_cells", type=int, default=2000, help="cells of the generated UMAP (the size barely depends on it)")
+    parser.add_argument("--seeds", type=int, default=3, help="per-seed values for every embedding-task metric (1: none)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out" / "report_size")
+    args = parser.parse_args()
+    report = measure(args.out, args.conditions, args.umap_cells, args.seeds)
     (args.out / "bench_report_size.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 

@@ -18,13 +18,18 @@ def main() -> None:
     parser.add_argument("--trace", default=None, help="Nextflow's trace.txt: why failed tasks failed (read if reachable)")
     parser.add_argument("--umap_max_cells", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--metric_catalogue", default=None, type=Path,
+                        help="conf/metrics.yaml: direction and range of every metric (default: the checkout's)")
+    parser.add_argument("--model_registry", default=None, type=Path,
+                        help="conf/models.yaml: citations for the model cards (default: the checkout's)")
     parser.add_argument("--no_plots", action="store_true", help="HTML without plots (stub runs)")
     parser.add_argument("--outdir", default=Path("."), type=Path)
     args = parser.parse_args()
     results = write_report(args.metrics, args.verdicts, args.outdir, plan_file=args.plan,
                            embedding_files=args.embeddings, plots=not args.no_plots,
                            umap_max_cells=args.umap_max_cells, seed=args.seed,
-                           trace_file=Path(args.trace) if args.trace else None)
+                           trace_file=Path(args.trace) if args.trace else None,
+                           metric_catalogue=args.metric_catalogue, model_registry=args.model_registry)
     print(f"{results['n_results']} metric rows, {len(results['skipped'])} skipped pairs, "
           f"{len(results['failed'])} failed evaluations")
     check = results.get("completeness")

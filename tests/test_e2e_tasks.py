@@ -45,7 +45,7 @@ def test_every_task_has_rows_beside_baselines(test_run):
     assert cross[0]["dataset"] == "pbmc68k+pbmc_mouse"
     pert = [r for r in rows if r["task"] == "perturbation"]
     assert {r["variant"] for r in pert} == {"control_mean", "control_median"}
-    assert {r["metric"] for r in pert} == {"mean_squared_error", "PEARSON_CORRELATION", "jaccard"}
+    assert {r["metric"] for r in pert} == {"mean_squared_error", "pearson_correlation", "jaccard"}
     label_baseline = {r["variant"] for r in rows if r["task"] == "label_prediction" and r["model"] == "baseline"}
     assert label_baseline == {"raw_expression"}
     assert all(r["seed"] == 42 for r in rows)
@@ -64,12 +64,18 @@ def test_every_task_has_rows_beside_baselines(test_run):
 @pytest.mark.e2e
 def test_report_html_is_published_with_plots(test_run):
     page = (test_run.outdir / "report.html").read_text()
-    # One plot per task, one UMAP per embedding output (the perturbation dataset's outputs are predictions).
+    # The ranking figure, the quality-vs-cost scatter (the trace is read during the run), one plot per
+    # task, one UMAP per embedding output (the perturbation dataset's outputs are predictions).
     embeddings = [p for d in ("pbmc68k", "pbmc_mouse") for p in (test_run.outdir / "outputs" / d).glob("*.h5ad")]
     assert len(embeddings) == 4
-    assert page.count('src="data:image/png;base64,') == 6 + len(embeddings)
-    for section in ("summary", "plots", "umaps", "metadata"):
+    assert page.count('src="data:image/png;base64,') == 2 + 6 + len(embeddings)
+    for section in ("ranking", "cost", "summary", "plots", "umaps", "models", "glossary", "metadata"):
         assert f"id='{section}'" in page
+    results = test_run.results()
+    assert {c["label"] for c in results["cost"]["outputs"]} == {"scvi", "BASELINE:pca", "BASELINE:control_mean",
+                                                               "BASELINE:control_median"}
+    assert all(c["wall_seconds"] and c["peak_rss_bytes"] for c in results["cost"]["outputs"])
+    assert results["ranking"]["models"][0]["rank"] == 1
     assert "https://" not in page and "http://" not in page
 
 

@@ -403,10 +403,10 @@ def test_perturbation_metrics_equal_sklearn_scipy_scanpy():
     pred = control_baseline(ctrl_adata.X, "control_median")[None, :]
     metrics = condition_metrics(ctrl, truth["GSTP1+ctrl"], pred, genes)
     by = {(m.metric_type, m.params["subset"]): m.value for m in metrics}
-    assert [m.metric_type for m in metrics][:2] == ["mean_squared_error", "PEARSON_CORRELATION"]
+    assert [m.metric_type for m in metrics][:2] == ["mean_squared_error", "pearson_correlation"]
     t_mean, c_mean, p_mean = truth["GSTP1+ctrl"].mean(0), ctrl.mean(0), pred[0]
     assert by[("mean_squared_error", "all")] == pytest.approx(mean_squared_error(t_mean, p_mean))
-    assert by[("PEARSON_CORRELATION", "all")] == pytest.approx(pearsonr(t_mean - c_mean, p_mean - c_mean).statistic)
+    assert by[("pearson_correlation", "all")] == pytest.approx(pearsonr(t_mean - c_mean, p_mean - c_mean).statistic)
     both = ad.AnnData(np.vstack([ctrl, truth["GSTP1+ctrl"]]).astype(np.float32),
                       obs=pd.DataFrame({"condition": pd.Categorical(["ctrl"] * len(ctrl) + ["truth"] * 40)},
                                        index=[f"c{i}" for i in range(len(ctrl) + 40)]))
@@ -424,7 +424,7 @@ def test_perturbation_metrics_equal_sklearn_scipy_scanpy():
     perfect = {(m.metric_type, m.params["subset"]): m.value
                for m in condition_metrics(ctrl, truth["GSTP1+ctrl"], truth["GSTP1+ctrl"], genes)}
     assert perfect[("mean_squared_error", "all")] == pytest.approx(0.0)
-    assert perfect[("PEARSON_CORRELATION", "top100")] == pytest.approx(1.0)
+    assert perfect[("pearson_correlation", "top100")] == pytest.approx(1.0)
     assert perfect[("jaccard", "top100")] == pytest.approx(1.0)
 
 
@@ -434,7 +434,7 @@ def test_control_mean_baseline_pearson_is_undefined_not_noise():
     ctrl_adata, truth, genes = load_perturbation_data(PERTURB_H5AD)
     pred = control_baseline(ctrl_adata.X, "control_mean").astype(np.float32)[None, :]
     metrics = condition_metrics(ctrl_adata.X.toarray(), truth["CTSS+ctrl"], pred, genes)
-    pearson = [m for m in metrics if m.metric_type == "PEARSON_CORRELATION"]
+    pearson = [m for m in metrics if m.metric_type == "pearson_correlation"]
     assert all(m.value is None and "constant" in m.note for m in pearson)
 
 

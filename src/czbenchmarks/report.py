@@ -16,14 +16,21 @@ from typing import Any
 
 from . import __version__
 from .provenance import utc_now
+from .report_cost import cost_per_model, cost_table, last_attempts
+from .report_scores import MetricSpec, load_metric_catalogue, ranking
+
+#: Where the model registry lives in a checkout (citations for the model cards).
+DEFAULT_MODEL_REGISTRY = Path(__file__).resolve().parents[2] / "conf" / "models.yaml"
 
 #: Bump when the shape of benchmark_results.json changes; documented in docs/output.md.
-RESULTS_SCHEMA_VERSION = "3.0"
+RESULTS_SCHEMA_VERSION = "4.0"
 
 CSV_COLUMNS = [
     "dataset", "model", "model_type", "variant", "task", "metric", "value", "metric_params", "computation", "task_params",
     "seed", "n_cells_scored", "weights_sha256", "software",
 ]
+#: Added in schema 4.0, after ``status, reason`` so earlier columns keep their positions.
+CSV_EXTRA_COLUMNS = ["values", "ci_low", "ci_high", "ci_level", "scaled_score"]
 #: Above this share of missing cells per model or dataset, the completeness check flags it (Open Problems' QC).
 MAX_MISSING_SHARE = 0.10
 
@@ -55,12 +62,17 @@ def provenance_id(record: dict[str, Any]) -> str:
 
 
 def metric_rows(metric_docs: Iterable[dict[str, Any]],
-                records: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+                records: dict[str, dict[str, Any]] | None = None,
+                catalogue: dict[str, MetricSpec] | None = None) -> list[dict[str, Any]]:
     """Flatten successful EVALUATE documents into one row per metric, sorted for stable output.
 
     Each row names its provenance by ``provenance_id``; the record itself is stored once, in
     ``records`` (``benchmark_results.json``'s top-level ``provenance``), not copied into every row.
+    ``values`` (one per seed) and ``interval`` pass through when EVALUATE repeated the run over seeds.
+    A value at the worst end of its metric's range gets the catalogue's ``at_worst`` note when EVALUATE
+    gave none (e.g. cross-species entropy 0: no neighbour from another species).
     """
+    catalogue = catalogue or {}
     rows = []
     records = {} if records is None else records
     for doc in metric_docs:
@@ -84,8 +96,11 @@ def metric_rows(metric_docs: Iterable[dict[str, Any]],
                     "metric_params": metric.get("params", {}),
                     # How the value was computed (exact / approximate kNN / sampled silhouette, recall, CI).
                     "computation": metric.get("computation", {}),
-                    "note": metric.get("note", ""),
+                    "note": metric.get("note", "") or _bound_note(catalogue.get(metric["metric_type"]), metric["value"]),
+                    "values": metric.get("values"),
+                    "interval": metric.get("interval"),
                     "seed": doc.get("seed"),
+                    "seeds": doc.get("seeds"),
                     "n_cells_scored": doc.get("n_cells_scored"),
                     "task_params": doc.get("params", {}),
                     "weights_sha256": _weights_digest(provenance),
@@ -95,6 +110,13 @@ def metric_rows(metric_docs: Iterable[dict[str, Any]],
     rows.sort(key=lambda r: (r["dataset"], r["task"], r["model"] == "baseline", r["model"], r["variant"], r["metric"],
                              json.dumps(r["metric_params"], sort_keys=True)))
     return rows
+
+
+def _bound_note(spec: MetricSpec | None, value: Any) -> str:
+    """The catalogue's explanation for a value at the worst end of its metric's range."""
+    if spec is None or not spec.at_worst or value is None or spec.worst is None:
+        return ""
+    return spec.at_worst if abs(float(value) - spec.worst) < 1e-9 else ""
 
 
 def skipped_pairs(verdicts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -195,16 +217,7 @@ def _log_tail(workdir: str, lines: int = 6, limit: int = 600) -> str:
 
 def failed_from_trace(trace: Path | None) -> list[FailedTask]:
     """Tasks whose last attempt failed, from Nextflow's trace (empty when it cannot be read)."""
-    if not trace or not Path(trace).is_file():
-        return []
-    last: dict[tuple[str, str], dict[str, str]] = {}
-    with open(trace, newline="") as handle:
-        for row in csv.DictReader(handle, delimiter="\t"):
-            process = (row.get("process") or "").rsplit(":", 1)[-1]
-            key = (process, row.get("tag") or "")
-            attempt = int(row.get("attempt") or 0) if str(row.get("attempt") or "").isdigit() else 0
-            if key not in last or attempt >= int(last[key].get("attempt") or 0):
-                last[key] = {**row, "process": process}
+    last = last_attempts(trace)
     failed = []
     for (process, tag), row in sorted(last.items()):
         if row.get("status") not in ("FAILED", "ABORTED"):
@@ -292,17 +305,70 @@ def completeness(
     }
 
 
+def load_registry(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """The model registry (``conf/models.yaml``) as entry -> fields; empty when it cannot be read."""
+    import yaml
+
+    source = Path(path) if path else DEFAULT_MODEL_REGISTRY
+    if not source.is_file():
+        return {}
+    return dict((yaml.safe_load(source.read_text()) or {}).get("models") or {})
+
+
+def model_cards(rows: list[dict[str, Any]], records: dict[str, dict[str, Any]], plan_models: list[dict[str, Any]],
+                cost: list[dict[str, Any]], registry: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model (baselines per registry entry): variants, weights checksums per dataset, precision,
+    container (as the trace recorded it, else the registry's image) and citation."""
+    from .report_scores import model_label
+
+    cards: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        label = model_label(row)
+        card = cards.setdefault(label, {"label": label, "model": row["model"], "model_type": row.get("model_type", ""),
+                                        "variants": set(), "weights": {}, "precision": set(), "containers": set()})
+        card["variants"].add(row.get("variant") or "")
+        if row.get("weights_sha256"):
+            card["weights"][row["dataset"]] = row["weights_sha256"]
+        prov = (records.get(row.get("provenance_id", "")) or {}).get("provenance") or {}
+        for part in [prov, *(prov.get("parts") or {}).values()]:
+            info = part.get("run_info") or {}
+            precision = part.get("precision") or info.get("precision")
+            if not precision and "autocast" in info:  # earlier Geneformer outputs: no autocast = float32
+                precision = info["autocast"] or "float32"
+            if precision:
+                card["precision"].add(str(precision))
+    for row in cost:
+        if row["label"] in cards and row["container"]:
+            cards[row["label"]]["containers"].add(row["container"])
+    out = []
+    for _label, card in sorted(cards.items(), key=lambda item: (item[0].startswith("BASELINE"), item[0])):
+        # A baseline's registry entry is its variant; a model's is its name.
+        entry = min(card["variants"]) if card["model"] == "baseline" else card["model"]
+        planned = [m for m in plan_models if (m.get("entry") or m.get("name")) == entry]
+        if not card["containers"]:
+            card["containers"] = {m.get("image") or m.get("container") for m in planned if m.get("image") or m.get("container")}
+        if not card["containers"] and (registry.get(entry) or {}).get("container"):
+            card["containers"] = {registry[entry]["container"]}
+        out.append({**card, "variants": sorted(card["variants"]), "precision": sorted(card["precision"]),
+                    "containers": sorted(card["containers"]), "weights": dict(sorted(card["weights"].items())),
+                    "citation": str((registry.get(entry) or {}).get("citation") or "")})
+    return out
+
+
 def build_results(
     metric_docs: list[dict[str, Any]], verdicts: list[dict[str, Any]], plan: dict[str, Any] | None = None,
-    failed: Sequence[FailedTask] = (),
+    failed: Sequence[FailedTask] = (), catalogue: dict[str, MetricSpec] | None = None,
+    trace_rows: dict[tuple[str, str], dict[str, str]] | None = None, registry: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The ``benchmark_results.json`` document."""
+    """The ``benchmark_results.json`` document (``catalogue``: conf/metrics.yaml, default the checkout's;
+    ``trace_rows``: :func:`.report_cost.last_attempts` of the trace, for the cost table)."""
     from .provenance import software_versions
 
     plan = plan or {"run": {}, "datasets": [], "models": [], "pairs": [], "cells": []}
+    catalogue = load_metric_catalogue() if catalogue is None else catalogue
     records: dict[str, dict[str, Any]] = {}
-    rows = metric_rows(metric_docs, records)
-    return {
+    rows = metric_rows(metric_docs, records, catalogue)
+    results = {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "czbenchmarks_nf_version": __version__,
         "generated": utc_now(),
@@ -315,21 +381,45 @@ def build_results(
         "skipped": skipped_pairs(verdicts),
         "failed": failed_tasks(metric_docs),
         "completeness": completeness(plan, metric_docs, failed) if plan.get("datasets") else None,
+        "ranking": ranking(rows, catalogue),
+        "metrics_catalogue": {name: {"direction": spec.direction, "range": list(spec.range),
+                                     "description": spec.description, "tasks": list(spec.tasks),
+                                     **({"czbenchmarks": spec.czbenchmarks} if spec.czbenchmarks else {}),
+                                     **({"at_worst": spec.at_worst} if spec.at_worst else {})}
+                              for name, spec in catalogue.items()},
         "report_software": software_versions(),
     }
+    cost = cost_table(trace_rows or {}, results)
+    results["cost"] = {"outputs": cost, "per_model": cost_per_model(cost)}
+    results["model_cards"] = model_cards(rows, records, plan.get("models", []), cost,
+                                         load_registry() if registry is None else registry)
+    return results
 
 
 def results_csv(results: dict[str, Any]) -> str:
-    """CSV of the metric rows, then one row per missing result (empty value, status and reason)."""
+    """CSV of the metric rows, then one row per missing result (empty value, status and reason).
+
+    Schema 4.0 appends ``values`` (JSON list, one per seed), ``ci_low``, ``ci_high``, ``ci_level`` (the
+    metric's interval) and ``scaled_score`` (headline rows; see the ``ranking`` section)."""
+    from .report_scores import headline, metric_label
+
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS + ["status", "reason"], lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS + ["status", "reason"] + CSV_EXTRA_COLUMNS,
+                            lineterminator="\n")
     writer.writeheader()
     records = results.get("provenance") or {}
+    scaled = {(s["dataset"], s["task"], s["model"], s["variant"], s["metric_label"]): s["scaled"]
+              for s in (results.get("ranking") or {}).get("scaled", [])}
     for row in results["results"]:
         out = {k: row.get(k) for k in CSV_COLUMNS}
         out["software"] = (records.get(row.get("provenance_id", "")) or {}).get("software", {})
         for key in ("metric_params", "computation", "task_params", "software"):
             out[key] = json.dumps(out.get(key) or {}, sort_keys=True)
+        interval = row.get("interval") or {}
+        out.update({"values": json.dumps(row["values"]) if row.get("values") else "",
+                    "ci_low": interval.get("low"), "ci_high": interval.get("high"), "ci_level": interval.get("level"),
+                    "scaled_score": scaled.get((row["dataset"], row["task"], row["model"], row.get("variant", ""),
+                                                metric_label(row))) if headline(row) else None})
         writer.writerow({**out, "status": "ok", "reason": row.get("note", "")})
     missing = (results.get("completeness") or {}).get("missing")
     if missing is None:  # no plan: list what we know
@@ -354,6 +444,9 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         "missing": check.get("missing", []),
         "failed_tasks": check.get("failed_tasks", []),
         "n_results": results.get("n_results", 0),
+        # The ranking at a glance (overall scaled score, see benchmark_results.json's ``ranking``).
+        "ranking": [{"rank": m["rank"], "model": m["label"], "overall": m["overall"], "n_tasks": m["n_tasks"]}
+                    for m in (results.get("ranking") or {}).get("models", [])],
     }
 
 
@@ -361,14 +454,18 @@ def write_report(
     metric_files: list[Path], verdict_files: list[Path], outdir: Path, plan_file: Path | None = None,
     embedding_files: list[Path] | None = None, html: bool = True, plots: bool = True,
     umap_max_cells: int = 5000, seed: int = 42, trace_file: Path | None = None,
+    metric_catalogue: Path | None = None, model_registry: Path | None = None,
 ) -> dict[str, Any]:
     """Read EVALUATE/VALIDATE JSONs, the plan and the trace; write ``benchmark_results.json``, ``.csv``,
-    ``summary.json`` and ``report.html``."""
+    ``summary.json`` and ``report.html``. ``metric_catalogue`` / ``model_registry``: conf/metrics.yaml
+    and conf/models.yaml (default: the checkout's)."""
     from .utils import write_atomic
 
     metric_docs = [json.loads(Path(p).read_text()) for p in metric_files]
     verdicts = [json.loads(Path(p).read_text()) for p in verdict_files]
-    results = build_results(metric_docs, verdicts, read_plan(plan_file), failed_from_trace(trace_file))
+    results = build_results(metric_docs, verdicts, read_plan(plan_file), failed_from_trace(trace_file),
+                            catalogue=load_metric_catalogue(metric_catalogue), trace_rows=last_attempts(trace_file),
+                            registry=load_registry(model_registry))
     outdir.mkdir(parents=True, exist_ok=True)
     write_atomic(outdir / "benchmark_results.json", json.dumps(results, indent=2, default=str))
     write_atomic(outdir / "benchmark_results.csv", results_csv(results))

@@ -6,7 +6,8 @@ process REPORT {
     path(verdicts, stageAs: 'verdicts/*')
     val(plan)        // JSON lines: the run, datasets, models, pairs and every cell the workflow scheduled
     path(embeddings, stageAs: 'embeddings/*')
-    val(trace)       // Nextflow's trace file (read when reachable: why failed tasks failed)
+    val(trace)       // Nextflow's trace file (read when reachable: why failed tasks failed, what each output cost)
+    path(catalogues, stageAs: 'catalogues/*')  // conf/metrics.yaml (directions, ranges) and conf/models.yaml (citations)
 
     output:
     path("benchmark_results.json"), emit: json
@@ -26,6 +27,8 @@ CZB_PLAN
         --plan plan.jsonl \\
         --embeddings ${embeddings} \\
         --trace '${trace}' \\
+        --metric_catalogue catalogues/metrics.yaml \\
+        --model_registry catalogues/models.yaml \\
         --outdir . \\
         ${args}
     """
@@ -35,6 +38,7 @@ CZB_PLAN
     cat > plan.jsonl <<'CZB_PLAN'
 ${plan}
 CZB_PLAN
-    czb_report.py --metrics ${metrics} --verdicts ${verdicts} --plan plan.jsonl --trace '${trace}' --no_plots --outdir .
+    czb_report.py --metrics ${metrics} --verdicts ${verdicts} --plan plan.jsonl --trace '${trace}' \\
+        --metric_catalogue catalogues/metrics.yaml --model_registry catalogues/models.yaml --no_plots --outdir .
     """
 }

@@ -11,7 +11,7 @@ For each **test** condition of the dataset (``split == "test"``, not ``ctrl``):
 * ``avg_ctrl`` / ``avg_truth`` / ``avg_pred``: mean expression of control cells / true cells / predicted rows;
 * DE genes of truth and of prediction vs control: scanpy ``rank_genes_groups(method="wilcoxon")``;
 * metrics (params ``subset``): ``mean_squared_error`` (sklearn, truth vs pred means) and
-  ``PEARSON_CORRELATION`` (scipy, of the deltas to control) on all genes and on the top 20 / 100 DE
+  ``pearson_correlation`` (scipy, of the deltas to control) on all genes and on the top 20 / 100 DE
   genes of the truth; ``jaccard`` of the top 20 / 100 DE gene sets of prediction and truth.
 
 Every metric is reported per condition (``params.condition``) and as the mean over conditions
@@ -209,8 +209,8 @@ def _pearson(x: np.ndarray, y: np.ndarray, scale: float = 1.0) -> MetricResult:
 
     tol = 1e-5 * max(1.0, scale)
     if len(x) < 2 or np.ptp(x) <= tol or np.ptp(y) <= tol:
-        return MetricResult("PEARSON_CORRELATION", None, note="undefined: a constant input (e.g. zero predicted change)")
-    return MetricResult("PEARSON_CORRELATION", float(pearsonr(x, y).statistic))
+        return MetricResult("pearson_correlation", None, note="undefined: a constant input (e.g. zero predicted change)")
+    return MetricResult("pearson_correlation", float(pearsonr(x, y).statistic))
 
 
 def condition_metrics(

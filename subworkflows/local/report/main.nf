@@ -26,6 +26,7 @@ workflow REPORTING {
         ch_embeddings.collect().ifEmpty([]),
         // The trace file as nextflow.config names it; REPORT reads it when it can reach it.
         "${file(params.outdir)}/pipeline_info/trace.txt",
+        [file("${projectDir}/conf/metrics.yaml", checkIfExists: true), file("${projectDir}/conf/models.yaml", checkIfExists: true)],
     )
     CHECK_RESULTS(REPORT.out.summary)
 
