@@ -119,10 +119,12 @@ def read_trace(trace: Path) -> List[Dict[str, object]]:
     rows = []
     with open(trace) as handle:
         for row in csv.DictReader(handle, delimiter="\t"):
-            realtime, peak_rss = (float(row[k]) if row.get(k) not in ("-", "", None) else None
-                                  for k in ("realtime", "peak_rss"))
+            realtime, peak_rss, cpu = (float(row[k]) if row.get(k) not in ("-", "", None) else None
+                                       for k in ("realtime", "peak_rss", "%cpu"))
             rows.append({"process": row["process"].split(":")[-1], "tag": row.get("tag", ""), "status": row["status"],
-                         "realtime_s": None if realtime is None else realtime / 1000.0, "peak_rss_bytes": peak_rss})
+                         "realtime_s": None if realtime is None else realtime / 1000.0, "peak_rss_bytes": peak_rss,
+                         # CPU seconds: what a loaded machine inflates least
+                         "cpu_s": None if realtime is None or cpu is None else realtime / 1000.0 * cpu / 100.0})
     return rows
 
 
@@ -139,15 +141,16 @@ def markdown(runs: Dict[int, dict]) -> str:
     for n in sizes:
         for row in runs[n]["trace"]:
             stages.setdefault(stage_key(row), {})[n] = row
-    head = ["stage"] + [f"{n:,} cells: wall / peak RSS" for n in sizes]
-    head += [f"growth {a:,}→{b:,}: wall / RSS" for a, b in zip(sizes, sizes[1:])]
+    head = ["stage"] + [f"{n:,} cells: wall (CPU) / peak RSS" for n in sizes]
+    head += [f"growth {a:,}→{b:,}: wall (CPU) / RSS" for a, b in zip(sizes, sizes[1:])]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def cell(row: dict | None) -> str:
         if row is None or row["realtime_s"] is None:
             return "—" if row is None else row["status"]
         rss = row["peak_rss_bytes"] or 0
-        return f"{row['realtime_s']:.1f} s / {rss / 2**20:,.0f} MiB"
+        cpu = f" ({row['cpu_s']:.0f} CPU-s)" if row.get("cpu_s") is not None else ""
+        return f"{row['realtime_s']:.1f} s{cpu} / {rss / 2**20:,.0f} MiB"
 
     for name in sorted(stages):
         got = stages[name]
@@ -155,7 +158,8 @@ def markdown(runs: Dict[int, dict]) -> str:
         for a, b in zip(sizes, sizes[1:]):
             ra, rb = got.get(a), got.get(b)
             if ra and rb and ra["realtime_s"] and rb["realtime_s"] and ra["peak_rss_bytes"] and rb["peak_rss_bytes"]:
-                line.append(f"×{rb['realtime_s'] / ra['realtime_s']:.1f} / ×{rb['peak_rss_bytes'] / ra['peak_rss_bytes']:.2f}")
+                cpu = (f" (CPU ×{rb['cpu_s'] / ra['cpu_s']:.1f})" if ra.get("cpu_s") and rb.get("cpu_s") else "")
+                line.append(f"×{rb['realtime_s'] / ra['realtime_s']:.1f}{cpu} / ×{rb['peak_rss_bytes'] / ra['peak_rss_bytes']:.2f}")
             else:
                 line.append("—")
         lines.append("| " + " | ".join(line) + " |")
@@ -202,8 +206,12 @@ def main(argv: list[str] | None = None) -> int:
             ran = {row["process"] for row in result["trace"]}
             if result["returncode"] == 0 and not {"RUN_MODEL", "RUN_BASELINE", "EVALUATE"} <= ran:
                 result["stopped"] = f"the run scheduled only {sorted(ran)} (VALIDATE rejected the dataset? see {launch}/work)"
+            # Re-read before writing: another size may have been recorded meanwhile.
+            runs = {int(k): v for k, v in json.loads(record.read_text()).items()} if record.exists() else {}
             runs[n] = result
-            record.write_text(json.dumps({str(k): v for k, v in sorted(runs.items())}, indent=1))
+            tmp = record.with_name(record.name + ".part")
+            tmp.write_text(json.dumps({str(k): v for k, v in sorted(runs.items())}, indent=1))
+            tmp.replace(record)
             print(f"{n} cells: rc {result['returncode']}, {result['wall_s']} s, tree peak "
                   f"{result['tree_peak_rss_bytes'] / 2**30:.2f} GiB, stopped: {result['stopped']}", flush=True)
     print(markdown(runs))

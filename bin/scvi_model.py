@@ -40,6 +40,9 @@ class ScviValidator(BaseSingleCellValidator):
 
 class SCVI(ScviValidator, BaseModelImplementation):
     model_name = "scvi"
+    # X is read in row slices and only the reference's genes kept (a few hundred to 8,000 of a
+    # dataset's ~30,000): the whole matrix is never in memory (bench/bench_pipeline_scale.py).
+    streams_input = True
 
     def create_parser(self) -> argparse.ArgumentParser:
         parser = argparse.ArgumentParser(add_help=False)
@@ -71,10 +74,13 @@ class SCVI(ScviValidator, BaseModelImplementation):
         device = select_device(self.args.device)
         scvi.settings.seed = self.args.seed
         source = dataset.adata
-        # A private copy: the dataset's own var_names stay as the user wrote them.
-        query = ad.AnnData(X=source.X.copy(), obs=source.obs[self.required_obs_keys].copy())
+        gene_ids = dataset.gene_ids.str.split(".").str[0]
+        reference = scvi.model.SCVI.prepare_query_anndata(source, self.model_weights_dir, return_reference_var_names=True)
+        columns = np.flatnonzero(np.asarray(gene_ids.isin(reference)))
+        # A private matrix of the reference's genes; the dataset's own var_names stay as the user wrote them.
+        query = ad.AnnData(X=reference_gene_counts(source.X, columns), obs=source.obs[self.required_obs_keys].copy())
         query.obs_names = source.obs_names
-        query.var_names = dataset.gene_ids.str.split(".").str[0]
+        query.var_names = gene_ids[columns]
         query.obs["batch"] = query.obs[self.required_obs_keys].astype(str).agg("".join, axis=1)
         scvi.model.SCVI.prepare_query_anndata(query, self.model_weights_dir, return_reference_var_names=False)
         model = scvi.model.SCVI.load_query_data(query, self.model_weights_dir, accelerator="cpu")
@@ -85,6 +91,21 @@ class SCVI(ScviValidator, BaseModelImplementation):
             latent = model.get_latent_representation(batch_size=self.args.batch_size)
         self.run_info = {"device": device, "n_reference_genes": int(query.n_vars)}
         dataset.set_output(self.model_type, DataType.EMBEDDING, np.asarray(latent, dtype=np.float32))
+
+
+def reference_gene_counts(X, columns, chunk_rows: int = 20_000):
+    """CSR float32 of ``X[:, columns]``, read ``chunk_rows`` rows at a time (X in memory or backed)."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    blocks = []
+    for start in range(0, X.shape[0], chunk_rows):
+        block = X[start: start + chunk_rows]
+        block = block if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
+        blocks.append(sp.csr_matrix(block, dtype=np.float32)[:, columns])
+    if not blocks:
+        return sp.csr_matrix((0, len(columns)), dtype=np.float32)
+    return sp.vstack(blocks, format="csr")
 
 
 if __name__ == "__main__":
