@@ -21,7 +21,7 @@ Models (random weights of the real shapes, built in code: the GPU machine only h
 
 Cells are synthetic and full length (every cell fills the model's window), so the numbers are the
 model's bound, not a dataset's: real cells are often shorter. Tokenisation is not timed (CPU work
-that overlaps the GPU in a pipeline task). Each (model, precision) run embeds up to ``--cells`` cells
+that overlaps the GPU in a pipeline task): one batch of token ids is drawn once and fed again. Each (model, precision) run embeds up to ``--cells`` cells
 after one warm-up batch and stops early after ``--seconds``; cells/s = cells / seconds timed.
 
 Forward FLOPs per cell (multiply-adds × 2), for L layers run, width d, feed-forward width f, T tokens
@@ -181,10 +181,13 @@ def run_geneformer(config: Dict[str, Any], device: str, precision: str, n_cells:
         loaded = load_encoder(folder, device=device, emb_layer=-2, precision=precision)
     T, vocab = config["max_position_embeddings"], config["vocab_size"]
 
+    # <cls>=2 + genes (ids past the 4 specials) + <eos>=3: the V2 layout, the window full. One batch
+    # of cells is drawn once and fed again (the cost does not depend on which genes), so drawing
+    # tokens on the CPU never paces the GPU.
+    pool = [np.concatenate(([2], rng.choice(np.arange(4, vocab), T - 2, replace=False), [3])) for _ in range(batch)]
+
     def step(size: int) -> None:
-        # <cls>=2 + genes (ids past the 4 specials) + <eos>=3: the V2 layout, the window full.
-        cells = [np.concatenate(([2], rng.choice(np.arange(4, vocab), T - 2, replace=False), [3])) for _ in range(size)]
-        tokens = TokenizedBatch(0, cells, np.full(size, T - 2))
+        tokens = TokenizedBatch(0, pool[:size], np.full(size, T - 2))
         for _ in embed_token_batches(loaded, [tokens], pad_id=0, emb_mode="cls", special_ids=[2, 3],
                                      forward_batch_size=size):
             pass
@@ -222,12 +225,15 @@ def run_scgpt(configs: Dict[str, Any], vocab_size: int, device: str, precision: 
     fastpath = precision == "float32"
     torch.backends.mha.set_fastpath_enabled(fastpath)
 
+    # One batch drawn once and fed again (see run_geneformer): distinct genes, bins 1..50, <cls> first.
+    pool_ids = torch.stack([torch.randperm(vocab_size - len(SPECIAL_TOKENS), generator=generator)[:T] for _ in range(batch)])
+    pool_ids[:, 0] = cls_id
+    pool_values = torch.randint(1, 51, (batch, T), generator=generator).float()
+    pool_values[:, 0] = configs["pad_value"]
+    pool_ids, pool_values = pool_ids.to(device), pool_values.to(device)
+
     def step(size: int) -> None:
-        ids = torch.stack([torch.randperm(vocab_size - len(SPECIAL_TOKENS), generator=generator)[:T] for _ in range(size)])
-        ids[:, 0] = cls_id
-        values = torch.randint(1, 51, (size, T), generator=generator).float()
-        values[:, 0] = configs["pad_value"]
-        ids, values = ids.to(device), values.to(device)
+        ids, values = pool_ids[:size], pool_values[:size]
         with torch.inference_mode(), autocast(device, precision):
             out = model._encode(ids, values, src_key_padding_mask=ids.eq(pad_id), batch_labels=None)
             out[:, 0, :].float().cpu()
@@ -262,14 +268,16 @@ def run_uce(settings: Dict[str, Any], device: str, precision: str, n_cells: int,
     T = settings["pad_length"]
     generator = torch.Generator(device="cpu").manual_seed(seed)
 
+    # One batch drawn once and fed again (see run_geneformer); full sentences, no padding.
+    pool = torch.randint(4, settings["n_tokens"], (batch, T), generator=generator)
+    pool[:, 0] = 3  # <cls>
+    pool, pool_mask = pool.to(device), torch.ones(batch, T, device=device)
+
     def step(size: int) -> None:
-        sentences = torch.randint(4, settings["n_tokens"], (size, T), generator=generator)
-        sentences[:, 0] = 3  # <cls>
-        mask = torch.ones(size, T)
         with torch.no_grad(), autocast(device, precision):
-            tokens = model.pe_embedding(sentences.permute(1, 0).to(device))
+            tokens = model.pe_embedding(pool[:size].permute(1, 0))
             tokens = nn.functional.normalize(tokens, dim=2)
-            _, cell = model.forward(tokens, mask=mask.to(device))
+            _, cell = model.forward(tokens, mask=pool_mask[:size])
             cell.float().cpu()
 
     result = timed_batches(step, device, n_cells, batch, seconds)
