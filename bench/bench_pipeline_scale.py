@@ -68,7 +68,8 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def run_pipeline(launch: Path, sheet: Path, rss_cap: int, deadline: dt.datetime, timeout_s: int) -> dict:
+def run_pipeline(launch: Path, sheet: Path, rss_cap: int, deadline: dt.datetime, timeout_s: int,
+                 extra_args: List[str] = ()) -> dict:
     """``nextflow run main.nf -profile test --models scvi`` in ``launch``, watched; returns status and tree peak."""
     launch.mkdir(parents=True, exist_ok=True)
     extra = launch / "raw_trace.config"
@@ -78,7 +79,7 @@ def run_pipeline(launch: Path, sheet: Path, rss_cap: int, deadline: dt.datetime,
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     nextflow = os.environ.get("NXF_BIN", str(ROOT / "tools" / "nextflow"))
     cmd = [nextflow, "run", str(ROOT / "main.nf"), "-profile", "test", "-c", str(extra), "--input", str(sheet),
-           "--models", "scvi", "--outdir", str(launch / "results"), "--weights_cache", str(launch / "weights_cache")]
+           "--models", "scvi", "--outdir", str(launch / "results"), "--weights_cache", str(launch / "weights_cache"), *extra_args]
     started = time.perf_counter()
     with open(launch / "stdout.txt", "w") as log:
         proc = subprocess.Popen(cmd, cwd=launch, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -178,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss_cap_gib", type=float, default=10.0, help="stop a run whose process tree passes this RSS")
     parser.add_argument("--deadline", default=None, help="UTC HH:MM after which a run is stopped")
     parser.add_argument("--timeout_s", type=int, default=3 * 3600)
+    parser.add_argument("--nextflow_args", default="", help="more pipeline options, e.g. '--baselines false'")
     parser.add_argument("--table_only", action="store_true", help="only print the table of the recorded runs")
     args = parser.parse_args(argv)
 
@@ -199,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                 print("generated", generated, flush=True)
             launch = args.workdir / f"run_{n}"
             sheet = samplesheet(args.workdir / f"samplesheet_{n}.csv", h5ad)
-            result = run_pipeline(launch, sheet, int(args.rss_cap_gib * 2**30), deadline, args.timeout_s)
+            result = run_pipeline(launch, sheet, int(args.rss_cap_gib * 2**30), deadline, args.timeout_s,
+                                  args.nextflow_args.split())
             result.update(cells=n, dataset=generated or {"path": str(h5ad), "bytes": h5ad.stat().st_size},
                           load_average=os.getloadavg(), date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                           trace=read_trace(launch / "results" / "pipeline_info" / "trace.txt"))
