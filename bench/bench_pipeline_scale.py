@@ -147,7 +147,7 @@ def markdown(runs: Dict[int, dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def cell(row: dict | None) -> str:
-        if row is None or row["realtime_s"] is None:
+        if row is None or row["realtime_s"] is None or row["peak_rss_bytes"] is None:
             return "—" if row is None else row["status"]
         rss = row["peak_rss_bytes"] or 0
         cpu = f" ({row['cpu_s']:.0f} CPU-s)" if row.get("cpu_s") is not None else ""
