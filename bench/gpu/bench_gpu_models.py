@@ -150,7 +150,7 @@ def timed_batches(step: Callable[[int], None], device: str, n_cells: int, batch:
             break
     _sync(device)
     elapsed = time.perf_counter() - started
-    return {"cells": done, "seconds": round(elapsed, 3), "cells_per_s": done / elapsed}
+    return {"cells": done, "seconds": elapsed, "cells_per_s": done / elapsed}
 
 
 def autocast(device: str, precision: str):
@@ -223,7 +223,8 @@ def run_scgpt(configs: Dict[str, Any], vocab_size: int, device: str, precision: 
     # PyTorch's fused encoder-layer kernel (its inference "fast path") takes float32 only; under
     # CPU autocast it is still chosen and fails, so reduced precision runs the unfused layer (SDPA).
     fastpath = precision == "float32"
-    torch.backends.mha.set_fastpath_enabled(fastpath)
+    set_fastpath = getattr(torch.backends.mha, "set_fastpath_enabled", lambda enabled: None)  # torch < 2.1: no switch
+    set_fastpath(fastpath)
 
     # One batch drawn once and fed again (see run_geneformer): distinct genes, bins 1..50, <cls> first.
     pool_ids = torch.stack([torch.randperm(vocab_size - len(SPECIAL_TOKENS), generator=generator)[:T] for _ in range(batch)])
@@ -241,7 +242,7 @@ def run_scgpt(configs: Dict[str, Any], vocab_size: int, device: str, precision: 
     try:
         result = timed_batches(step, device, n_cells, batch, seconds)
     finally:
-        torch.backends.mha.set_fastpath_enabled(True)
+        set_fastpath(True)
     shape = scgpt_shape(configs)
     return {**result, "n_params": int(n_params), "vocab_size": vocab_size, "mha_fastpath": fastpath, "shape": asdict(shape),
             "flops_per_cell": forward_flops_per_cell(shape)}
