@@ -44,6 +44,8 @@ class BaselineValidator(BaseSingleCellValidator):
 
 class PcaBaseline(BaselineValidator, BaseModelImplementation):
     model_name = "baseline"
+    # X stays on disk until pca_baseline reads it into its own working copy: one copy in memory, not two.
+    streams_input = True
 
     def create_parser(self) -> argparse.ArgumentParser:
         parser = argparse.ArgumentParser(add_help=False)

@@ -114,6 +114,9 @@ class ScviValidator(BaseSingleCellValidator):
 
 class SCVI(ScviValidator, BaseModelImplementation):
     model_name = "scvi"
+    # X is read in row slices and only the reference's genes kept (a few hundred to 8,000 of a
+    # dataset's ~30,000): the whole matrix is never in memory (bench/bench_pipeline_scale.py).
+    streams_input = True
 
     def create_parser(self) -> argparse.ArgumentParser:
         parser = argparse.ArgumentParser(add_help=False)
@@ -147,12 +150,16 @@ class SCVI(ScviValidator, BaseModelImplementation):
         scvi.settings.seed = self.args.seed
         source = dataset.adata
         roles = self.batch_roles()
-        # A private copy: the dataset's own var_names stay as the user wrote them.
+        gene_ids = dataset.gene_ids.str.split(".").str[0]
+        reference = scvi.model.SCVI.prepare_query_anndata(source, self.model_weights_dir, return_reference_var_names=True)
+        columns = np.flatnonzero(np.asarray(gene_ids.isin(reference)))
+        # A private obs of the batch roles and a private matrix of the reference's genes, read in row
+        # slices from wherever the gate found the counts: the dataset's own names stay as the user wrote them.
         obs = pd.DataFrame(index=source.obs_names)
         for role, (kind, value) in roles.items():
             obs[role] = source.obs[value].astype(str).to_numpy() if kind == "column" else value
-        query = ad.AnnData(X=dataset.counts.copy(), obs=obs)
-        query.var_names = dataset.gene_ids.str.split(".").str[0]
+        query = ad.AnnData(X=reference_gene_counts(dataset.counts, columns), obs=obs)
+        query.var_names = gene_ids[columns]
         query.obs["batch"] = query.obs[list(BATCH_ROLES)].astype(str).agg("".join, axis=1)
         known = self.reference_batches()
         scvi.model.SCVI.prepare_query_anndata(query, self.model_weights_dir, return_reference_var_names=False)
@@ -177,7 +184,6 @@ class SCVI(ScviValidator, BaseModelImplementation):
             "encode_covariates": self.encode_covariates(),
         }
         dataset.set_output(self.model_type, DataType.EMBEDDING, np.asarray(latent, dtype=np.float32))
-
 
     def _saved_attributes(self) -> Dict:
         """The reference model's saved attributes (``attr_dict`` of model.pt); {} when unreadable."""
@@ -207,6 +213,21 @@ class SCVI(ScviValidator, BaseModelImplementation):
         kwargs = (params.get("kwargs") or {}).get("kwargs") or {}
         value = kwargs.get("encode_covariates", (params.get("non_kwargs") or {}).get("encode_covariates"))
         return None if value is None else bool(value)
+
+
+def reference_gene_counts(X, columns, chunk_rows: int = 20_000):
+    """CSR float32 of ``X[:, columns]``, read ``chunk_rows`` rows at a time (X in memory or backed)."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    blocks = []
+    for start in range(0, X.shape[0], chunk_rows):
+        block = X[start: start + chunk_rows]
+        block = block if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
+        blocks.append(sp.csr_matrix(block, dtype=np.float32)[:, columns])
+    if not blocks:
+        return sp.csr_matrix((0, len(columns)), dtype=np.float32)
+    return sp.vstack(blocks, format="csr")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ def pca_baseline(adata, n_top_genes: int = 3000, n_pcs: int = 50, seed: int = 42
     import scanpy as sc
 
     work = adata.to_memory() if getattr(adata, "isbacked", False) else adata.copy()
-    work.X = work.X.astype(np.float32)
+    work.X = work.X.astype(np.float32, copy=False)  # the working copy is ours: no second one
     sc.pp.normalize_total(work)
     sc.pp.log1p(work)
     hvgs = min(n_top_genes, work.n_vars)
