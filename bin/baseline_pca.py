@@ -65,13 +65,15 @@ class PcaBaseline(BaselineValidator, BaseModelImplementation):
     def run_model(self, dataset: SingleCellDataset) -> None:
         import anndata as ad
 
+        from czbenchmarks.datasets.inputs import in_memory
         from czbenchmarks.tasks.baselines import pca_baseline
 
         source = dataset.adata
-        # The counts where VALIDATE found them (X, a layer or raw.X), as the models read them.
-        counts = ad.AnnData(X=dataset.counts, obs=source.obs, var=source.var)
+        # The counts where VALIDATE found them (X, a layer or raw.X), as the models read them: read once
+        # into a private AnnData that the baseline then works on in place.
+        counts = ad.AnnData(X=in_memory(dataset.counts), obs=source.obs.copy(), var=source.var.copy())
         embedding, info = pca_baseline(
-            counts, n_top_genes=self.args.n_top_genes, n_pcs=self.args.n_pcs, seed=self.args.seed
+            counts, n_top_genes=self.args.n_top_genes, n_pcs=self.args.n_pcs, seed=self.args.seed, private=True
         )
         self.run_info = {**info, "counts_location": dataset.counts_location or dataset.counts_finding.location}
         dataset.set_output(self.model_type, DataType.EMBEDDING, embedding)

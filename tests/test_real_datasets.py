@@ -330,8 +330,8 @@ def test_scvi_batch_roles_from_columns_and_constants(pbmc, tmp_path):
     info = provenance["run_info"]
     assert info["batch_roles"].startswith("dataset_id: obs['sample']")
     assert info["n_query_batches"] == adata.obs["donor"].nunique()
-    assert info["n_query_batches_unseen"] == info["n_query_batches"]  # the tiny reference knows census_batch_*
-    assert info["encode_covariates"] is True
+    assert info["n_query_batches_unseen"] == info["n_query_batches"]  # the query's donors are not the reference's
+    assert info["encode_covariates"] is False  # the tiny reference has the Census models' setting
 
 
 # -- weights hashed once ------------------------------------------------------------------------------

@@ -118,6 +118,15 @@ def lazy_matrix(element: Any) -> Any:
     return element
 
 
+def in_memory(matrix: Any) -> Any:
+    """``matrix`` read whole into memory (a backed sparse or HDF5 dense element), else unchanged."""
+    if hasattr(matrix, "to_memory"):
+        return matrix.to_memory()
+    if type(matrix).__module__.startswith("h5py"):
+        return matrix[()]
+    return matrix
+
+
 def counts_matrix(adata: Any, where: str) -> Any:
     """The matrix at counts location ``where`` (see :func:`parse_counts_location`) of an AnnData.
 

@@ -7,15 +7,21 @@ from typing import Any, Dict, Tuple
 import numpy as np
 
 
-def pca_baseline(adata, n_top_genes: int = 3000, n_pcs: int = 50, seed: int = 42) -> Tuple[np.ndarray, Dict[str, Any]]:
+def pca_baseline(adata, n_top_genes: int = 3000, n_pcs: int = 50, seed: int = 42,
+                 private: bool = False) -> Tuple[np.ndarray, Dict[str, Any]]:
     """PCA on HVGs: normalize_total, log1p, ``n_top_genes`` HVGs (seurat flavour), ``n_pcs`` PCs.
+
+    ``private=True`` says ``adata`` is the caller's throw-away object, worked on in place (no copy).
 
     Small datasets get ``min(n_top_genes, n_genes)`` HVGs and ``min(n_pcs, n_cells - 1, n_hvgs - 1)`` PCs;
     the numbers used are returned with the embedding.
     """
     import scanpy as sc
 
-    work = adata.to_memory() if getattr(adata, "isbacked", False) else adata.copy()
+    if getattr(adata, "isbacked", False):
+        work = adata.to_memory()
+    else:
+        work = adata if private else adata.copy()
     work.X = work.X.astype(np.float32, copy=False)  # the working copy is ours: no second one
     sc.pp.normalize_total(work)
     sc.pp.log1p(work)
