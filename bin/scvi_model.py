@@ -181,38 +181,22 @@ class SCVI(ScviValidator, BaseModelImplementation):
             "unseen_batches": "appended by scvi-tools' load_query_data with freshly initialised, untrained "
                               "weights; with encode_covariates=False (the Census models) only the decoder reads "
                               "the batch, so the latent does not depend on it; with True the encoder does",
-            "encode_covariates": self.encode_covariates(),
+            "encode_covariates": bool(getattr(model.module, "encode_covariates", False)),
         }
         dataset.set_output(self.model_type, DataType.EMBEDDING, np.asarray(latent, dtype=np.float32))
 
-    def _saved_attributes(self) -> Dict:
-        """The reference model's saved attributes (``attr_dict`` of model.pt); {} when unreadable."""
-        import torch
-
-        if getattr(self, "_attributes", None) is None:
-            try:
-                saved = torch.load(f"{self.model_weights_dir}/model.pt", map_location="cpu", weights_only=False)
-                self._attributes = dict(saved.get("attr_dict") or {})
-            except Exception as err:  # an unusual checkpoint: the facts are then not recorded
-                logger.info("scVI model.pt attributes not readable (%s); unseen batches not counted", err)
-                self._attributes = {}
-        return self._attributes
-
     def reference_batches(self):
-        """The batch categories the reference model was trained with (``None``: not recorded)."""
+        """The batch categories the reference model was trained with (``None``: not recorded), from
+        scvi-tools' own reader of the saved registry."""
+        import scvi
+
         try:
-            registry = self._saved_attributes()["registry_"]
+            registry = scvi.model.SCVI.load_registry(self.model_weights_dir)
             mapping = registry["field_registries"]["batch"]["state_registry"]["categorical_mapping"]
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, ValueError) as err:
+            logger.info("scVI registry has no batch categories (%s); unseen batches not counted", err)
             return None
         return {str(b) for b in mapping}
-
-    def encode_covariates(self):
-        """The reference model's ``encode_covariates`` setting (``None``: not recorded)."""
-        params = self._saved_attributes().get("init_params_") or {}
-        kwargs = (params.get("kwargs") or {}).get("kwargs") or {}
-        value = kwargs.get("encode_covariates", (params.get("non_kwargs") or {}).get("encode_covariates"))
-        return None if value is None else bool(value)
 
 
 def reference_gene_counts(X, columns, chunk_rows: int = 20_000):
