@@ -83,6 +83,7 @@ while read -r name tag parent; do
   size=$("$engine" image inspect --format '{{.Size}}' "$ref")
   facts=("tag=$tag" "build_seconds=$seconds" "size_bytes=$size")
   if $push; then
+    pushed=$(date +%s)
     digest_file=$(mktemp)
     if [[ "$engine" == podman ]]; then
       podman push "${push_options[@]}" --digestfile "$digest_file" "$ref"
@@ -96,7 +97,7 @@ while read -r name tag parent; do
       served=$(image_digest "$ref")
       [[ "$served" == "$digest" ]] || { echo "$ref: pushed $digest but the registry serves $served" >&2; exit 1; }
     fi
-    facts+=("digest=$digest")
+    facts+=("digest=$digest" "push_seconds=$(( $(date +%s) - pushed ))")
     echo "   $ref@$digest"
   fi
   python3 containers/pins.py record "$lock" "$name" "${facts[@]}"

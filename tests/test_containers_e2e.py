@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -45,8 +46,24 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def wait_for_the_build() -> None:
+    """Under .ci/run the images build beside the test suite: wait for its status file (ok, or why not)."""
+    status = os.environ.get("CZB_IMAGES_STATUS")
+    if not status:
+        return
+    deadline = time.monotonic() + 3600
+    while not Path(status).exists():
+        if time.monotonic() > deadline:
+            unavailable(f"the image build did not finish within an hour ({status})")
+        time.sleep(10)
+    text = Path(status).read_text()
+    if text.strip() != "ok":
+        unavailable(text[-3000:])
+
+
 @pytest.fixture(scope="module")
 def lock() -> dict:
+    wait_for_the_build()
     for tool in ("podman", "skopeo"):
         if shutil.which(tool) is None:
             unavailable(f"{tool} is not installed (bash tools/install_podman.sh)")
@@ -102,8 +119,7 @@ def container_run(lock, tmp_path_factory):
                        "--weights_cache", str(launch / "weights_cache"), timeout=3600, env=env)
     yield run, registry, digests, light
     # The pulled layers (several GB) go; the run's records stay for the tests above.
-    subprocess.run(["podman", "--storage-opt", "", "system", "reset", "--force"], env={**os.environ, **env},
-                   capture_output=True, timeout=600)
+    subprocess.run(["podman", "rmi", "--all", "--force"], env={**os.environ, **env}, capture_output=True, timeout=600)
     shutil.rmtree(launch / "store", ignore_errors=True)
 
 
