@@ -16,7 +16,8 @@ import yaml
 
 from conftest import ROOT, nextflow_binary, run_nextflow
 
-GPU_WORDS = re.compile(r"accelerator|containerOptions|--gpus|--nv\b")
+GPU_WORDS = re.compile(r"accelerator|containerOptions|--gpus|--nv\b|nvidia\.com/gpu")
+GPU_FLAGS = re.compile(r"accelerator|--gpus|--nv\b|nvidia\.com/gpu")
 
 
 def nextflow(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -31,22 +32,23 @@ def flat_config(profile: str) -> list[str]:
     return proc.stdout.splitlines()
 
 
-@pytest.mark.parametrize("profile", ["docker,gpu", "awsbatch", "singularity,gpu", "apptainer,gpu", "test"])
+@pytest.mark.parametrize("profile", ["docker,gpu", "podman,gpu", "awsbatch", "singularity,gpu", "apptainer,gpu", "test"])
 def test_profiles_parse(profile):
     lines = flat_config(profile)
     assert any(line.startswith("params.outdir") for line in lines)
 
 
-@pytest.mark.parametrize("profile", ["docker,gpu", "singularity,gpu", "awsbatch"])
+@pytest.mark.parametrize("profile", ["docker,gpu", "podman,gpu", "singularity,gpu", "awsbatch"])
 def test_gpu_options_are_scoped_to_the_gpu_label(profile):
     lines = flat_config(profile)
     gpu_lines = [line for line in lines if GPU_WORDS.search(line)]
     assert gpu_lines, "the profile should set GPU options"
     for line in gpu_lines:
-        # The closure body of containerOptions spans lines; its first line carries the scope.
-        if line.startswith(("process.", "docker.", "singularity.", "apptainer.")):
+        # The closure body of containerOptions spans lines; its first line carries the scope. Other
+        # containerOptions (the weights mirror's read-only mount) carry no GPU flag and any scope.
+        if line.startswith(("process.", "docker.", "podman.", "singularity.", "apptainer.")) and GPU_FLAGS.search(line):
             assert line.startswith("process.'withLabel:process_gpu'."), line
-    assert not any(line.startswith(("docker.runOptions", "singularity.runOptions")) and GPU_WORDS.search(line)
+    assert not any(line.startswith(("docker.runOptions", "podman.runOptions", "singularity.runOptions")) and GPU_WORDS.search(line)
                    for line in lines)
 
 

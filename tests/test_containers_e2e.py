@@ -114,6 +114,12 @@ def container_run(lock, tmp_path_factory):
     storage.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{launch / "store"}"\nrunroot = "{launch / "run"}"\n')
     env = {"CONTAINERS_CONF": str(CONTAINERS_CONF), "CONTAINERS_REGISTRIES_CONF": str(registries),
            "CONTAINERS_STORAGE_CONF": str(storage)}
+    # Pull each image once, by digest, before the run: tasks starting side by side would each unpack
+    # the shared torch layers (several GB apiece) while none has finished.
+    pull_env = {**os.environ, **env}
+    for ref in [light, *{f"{registry}/{pins.pinned(ref, digests[pins.split_ref(ref)[0]])}" for ref in pins.registry_refs().values()}]:
+        pulled = subprocess.run(["podman", "pull", "-q", ref], env=pull_env, capture_output=True, text=True, timeout=1800)
+        assert pulled.returncode == 0, f"podman pull {ref}: {pulled.stderr[-2000:]}"
     run = run_nextflow(launch, "-profile", "test,podman", "--models", ALL_MODELS, "-c", str(config),
                        "--registry", str(models_yaml), "--container_registry", registry,
                        "--weights_cache", str(launch / "weights_cache"), timeout=3600, env=env)
