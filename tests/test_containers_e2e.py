@@ -36,8 +36,11 @@ spec.loader.exec_module(pins)
 
 LOCK = Path(os.environ.get("CZB_IMAGES_LOCK", ROOT / "containers" / ".cache" / "images.lock.json"))
 CONTAINERS_CONF = ROOT / "tools" / "containers.conf"
-#: Metric agreement between the images (torch 2.7.1) and the host venv (torch 2.13): see docs/containers.md.
+#: Metric agreement between the images (torch 2.7.1) and the host venv (torch 2.13), see docs/containers.md:
+#: continuous metrics within 1e-3 (relative or absolute); label prediction scores classifier decisions on
+#: 700 cells, where float noise in an embedding flips a few cells (1/700 = 0.0014 each): 0.01 absolute.
 REL_TOL, ABS_TOL = 1e-3, 1e-3
+LABEL_PREDICTION_ABS_TOL = 0.01
 
 
 def unavailable(reason: str) -> None:
@@ -153,20 +156,28 @@ def metric_key(row: dict) -> tuple:
             json.dumps(row["metric_params"], sort_keys=True))
 
 
-def test_metrics_agree_with_the_host_run(container_run, all_models_run):
-    """Same code, same seed, same tiny checkpoints: only the images' libraries (torch 2.7.1 vs the venv's) differ."""
-    run = container_run[0]
-    assert run.returncode == 0, run.explain()
-    inside = {metric_key(r): r["value"] for r in run.results()["results"]}
-    host = {metric_key(r): r["value"] for r in all_models_run.results()["results"]}
+def moved_metrics(host_rows: list, inside_rows: list) -> list:
+    """(cell, host value, container value) for every metric outside the tolerances above."""
+    inside = {metric_key(r): r["value"] for r in inside_rows}
+    host = {metric_key(r): r["value"] for r in host_rows}
     assert inside.keys() == host.keys(), sorted(set(inside) ^ set(host))[:10]
     moved = []
     for key, value in host.items():
         other = inside[key]
         if value is None or other is None:
             assert value is other, key
-        elif not math.isclose(value, other, rel_tol=REL_TOL, abs_tol=ABS_TOL):
+            continue
+        abs_tol = LABEL_PREDICTION_ABS_TOL if key[3] == "label_prediction" else ABS_TOL
+        if not math.isclose(value, other, rel_tol=REL_TOL, abs_tol=abs_tol):
             moved.append((key[:5], value, other))
+    return moved
+
+
+def test_metrics_agree_with_the_host_run(container_run, all_models_run):
+    """Same code, same seed, same tiny checkpoints: only the images' libraries (torch 2.7.1 vs the venv's) differ."""
+    run = container_run[0]
+    assert run.returncode == 0, run.explain()
+    moved = moved_metrics(all_models_run.results()["results"], run.results()["results"])
     deltas = LOCK.parent / "container_metric_deltas.json"
     deltas.write_text(json.dumps([{"cell": list(k), "host": h, "container": c} for k, h, c in moved], indent=1))
-    assert not moved, f"{len(moved)} metrics moved beyond rel {REL_TOL} / abs {ABS_TOL} (listed in {deltas}): {moved[:8]}"
+    assert not moved, f"{len(moved)} metrics moved beyond the tolerances (listed in {deltas}): {moved[:8]}"
