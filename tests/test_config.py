@@ -16,7 +16,8 @@ import yaml
 
 from conftest import ROOT, nextflow_binary, run_nextflow
 
-GPU_WORDS = re.compile(r"accelerator|containerOptions|--gpus|--nv\b")
+GPU_WORDS = re.compile(r"accelerator|containerOptions|--gpus|--nv\b|nvidia\.com/gpu")
+GPU_FLAGS = re.compile(r"accelerator|--gpus|--nv\b|nvidia\.com/gpu")
 
 
 def nextflow(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -31,22 +32,23 @@ def flat_config(profile: str) -> list[str]:
     return proc.stdout.splitlines()
 
 
-@pytest.mark.parametrize("profile", ["docker,gpu", "awsbatch", "singularity,gpu", "apptainer,gpu", "test"])
+@pytest.mark.parametrize("profile", ["docker,gpu", "podman,gpu", "awsbatch", "singularity,gpu", "apptainer,gpu", "test"])
 def test_profiles_parse(profile):
     lines = flat_config(profile)
     assert any(line.startswith("params.outdir") for line in lines)
 
 
-@pytest.mark.parametrize("profile", ["docker,gpu", "singularity,gpu", "awsbatch"])
+@pytest.mark.parametrize("profile", ["docker,gpu", "podman,gpu", "singularity,gpu", "awsbatch"])
 def test_gpu_options_are_scoped_to_the_gpu_label(profile):
     lines = flat_config(profile)
     gpu_lines = [line for line in lines if GPU_WORDS.search(line)]
     assert gpu_lines, "the profile should set GPU options"
     for line in gpu_lines:
-        # The closure body of containerOptions spans lines; its first line carries the scope.
-        if line.startswith(("process.", "docker.", "singularity.", "apptainer.")):
+        # The closure body of containerOptions spans lines; its first line carries the scope. Other
+        # containerOptions (the weights mirror's read-only mount) carry no GPU flag and any scope.
+        if line.startswith(("process.", "docker.", "podman.", "singularity.", "apptainer.")) and GPU_FLAGS.search(line):
             assert line.startswith("process.'withLabel:process_gpu'."), line
-    assert not any(line.startswith(("docker.runOptions", "singularity.runOptions")) and GPU_WORDS.search(line)
+    assert not any(line.startswith(("docker.runOptions", "podman.runOptions", "singularity.runOptions")) and GPU_WORDS.search(line)
                    for line in lines)
 
 
@@ -73,7 +75,7 @@ def test_every_process_has_a_pinned_container(tmp_path):
     assert len(processes) >= 6
     for process in processes:
         image = process["container"]
-        assert re.fullmatch(r"[\w.-]+(/[\w.-]+)+:[\w.+-]+", image), process
+        assert re.fullmatch(r"[\w.-]+(/[\w.-]+)+:[\w.+-]+(@sha256:[0-9a-f]{64})?", image), process
         assert not image.endswith(":latest"), process
     # RUN_MODEL takes each model's image from the registry: those must be pinned and buildable.
     registry = yaml.safe_load((ROOT / "conf" / "models.yaml").read_text())["models"]
@@ -96,8 +98,11 @@ def test_container_requirements_are_pinned(requirements):
 @pytest.mark.parametrize("dockerfile", sorted((ROOT / "containers").glob("*/Dockerfile")), ids=lambda p: p.parent.name)
 def test_dockerfiles_pin_base_images_and_pass_hadolint(dockerfile):
     text = dockerfile.read_text()
+    # FROM ${ARG} (BASE_IMAGE, TORCH_IMAGE) is checked through the argument's default.
+    defaults = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", text, flags=re.M))
     for match in re.finditer(r"^FROM\s+(\S+)", text, flags=re.M):
-        assert ":" in match.group(1) and not match.group(1).endswith(":latest"), match.group(0)
+        image = re.sub(r"\$\{(\w+)\}", lambda arg: defaults.get(arg.group(1), ""), match.group(1))
+        assert ":" in image and not image.endswith(":latest"), match.group(0)
     assert "git clone" not in text or re.search(r"git (-C \S+ )?checkout [0-9a-f]{7,40}", text), "clone without a pinned commit"
     hadolint = shutil.which("hadolint", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     if hadolint is None:
@@ -206,12 +211,19 @@ def test_nf_core_pipelines_lint_passes():
 @pytest.mark.e2e
 @pytest.mark.parametrize("requirements", sorted((ROOT / "containers").glob("*/requirements.txt")), ids=lambda p: p.parent.name)
 def test_container_requirements_resolve(requirements):
-    """Each image's pins resolve together on PyPI for the images' Python (3.11), as `pip install` in the build would."""
+    """Each image's pins resolve together on PyPI for the images' Python (3.11), as `pip install` in the build would.
+
+    A model image (FROM ${TORCH_IMAGE}) installs on top of the torch parent: its pins resolve together with the parent's.
+    """
+    dockerfile = (requirements.parent / "Dockerfile").read_text()
+    files = ["-r", str(requirements)]
+    if re.search(r"^FROM \$\{TORCH_IMAGE\}", dockerfile, flags=re.M):
+        files += ["-r", str(ROOT / "containers" / "torch" / "requirements.txt")]
+        dockerfile = (ROOT / "containers" / "torch" / "Dockerfile").read_text()
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet", "-r", str(requirements)],
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet", *files],
         capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for dockerfile_line in (requirements.parent / "Dockerfile").read_text().splitlines():
-        if dockerfile_line.startswith("FROM "):
-            assert "python:3.11" in dockerfile_line, "the dry run resolves for Python 3.11: keep the images on it"
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11", dockerfile, flags=re.M), \
+        "the dry run resolves for Python 3.11: keep the images on it"
