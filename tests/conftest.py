@@ -104,3 +104,8 @@ def all_models_run(tmp_path_factory) -> NextflowRun:
                        "--weights_cache", str(launch / "weights_cache"), timeout=3000)
     assert run.returncode == 0, run.explain()
     return run
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the container tests last: in CI the images build in the background while the rest runs."""
+    items.sort(key=lambda item: item.path.name.startswith("test_containers_e2e"))
