@@ -42,6 +42,14 @@ def _prediction(path, kind):
     return path
 
 
+def _rows(adata, keep):
+    """Dense rows ``keep`` of ``adata.X`` (cell-eval's baseline AnnData is partly sparse)."""
+    import scipy.sparse as sp
+
+    X = adata.X[keep]
+    return X.toarray() if sp.issparse(X) else np.asarray(X)
+
+
 def _whole(conditions, ctrl, blocks, var_names):
     """One AnnData: the control cells then each condition's block (cell-eval's input layout)."""
     import anndata as ad
@@ -101,7 +109,7 @@ def test_cell_eval_metrics_equal_a_direct_cell_eval_call(tmp_path, kind):
     base_adata = build_base_mean_adata(data[keep].copy(), pert_col="condition", control_pert="ctrl",
                                        allow_discrete=True)
     base_labels = base_adata.obs["condition"].astype(str).to_numpy()
-    base_vector = np.asarray(base_adata.X)[base_labels != "ctrl"][0]
+    base_vector = _rows(base_adata, base_labels != "ctrl")[0]
     base_blocks = [np.repeat(base_vector[None, :], len(t), axis=0) for t in truths]
     base = MetricsEvaluator(_whole(TEST_CONDITIONS, ctrl, base_blocks, genes), real,
                             outdir=str(tmp_path / "base"), **options)
@@ -127,7 +135,7 @@ def test_the_vcc_baseline_is_cell_evals_perturbation_mean_of_the_train_split():
     conditions = data.obs["condition"].astype(str).to_numpy()
     keep = (conditions == "ctrl") | ((data.obs["split"].astype(str).to_numpy() == "train") & (conditions != "ctrl"))
     expected = build_base_mean_adata(data[keep].copy(), pert_col="condition", control_pert="ctrl", allow_discrete=True)
-    row = np.asarray(expected.X)[expected.obs["condition"].astype(str).to_numpy() != "ctrl"][0]
+    row = _rows(expected, expected.obs["condition"].astype(str).to_numpy() != "ctrl")[0]
     vector, note = perturbation_mean_baseline(PERTURB_H5AD)
     assert note == "" and vector.shape == (data.n_vars,)
     np.testing.assert_allclose(vector, row, rtol=1e-5)

@@ -30,7 +30,9 @@ Conventions: the predicted side's control cells are the real control cells (the 
 predicted by one row is that row repeated for each of the condition's true cells (the VCC's baseline
 layout). cell-eval scores ``X`` as stored, like czbenchmarks' metrics: ``allow_discrete`` is set so it
 never rescales a subset on its own, and pdex is told the scale (``is_log1p``: the dataset is log-normalised
-unless its control cells are integer counts, by cell-eval's ``guess_is_lognorm``).
+unless its control cells are integer counts, by cell-eval's ``guess_is_lognorm``). cell-eval rejects
+negative expression: predicted values below 0 (a regression model's output can dip below 0) are set to 0
+for these metrics only, and counted (``negative_values_clipped``).
 
 Memory: per condition, the control block plus the condition's true and predicted rows (twice: AnnData
 copies), and cell-eval's DE tables of one condition (``n_genes`` rows); across conditions only the
@@ -64,6 +66,8 @@ VCC_METRICS = ("mae", "discrimination_score_l1", "overlap_at_N")
 METRIC_NAMES = (*PER_CONDITION, DISCRIMINATION[0], VCC_SCORE)
 #: pert_col / control label of the small AnnData handed to cell-eval.
 PERT_COL = "condition"
+#: Control cells that decide the scale (counts or log-normalised).
+IS_LOG1P_SAMPLE_CELLS = 2000
 
 
 def cell_eval_version() -> str:
@@ -91,7 +95,8 @@ def is_log1p(ctrl_X) -> bool:
     import anndata as ad
     from cell_eval.utils import guess_is_lognorm
 
-    return bool(guess_is_lognorm(ad.AnnData(X=ctrl_X), validate=False))
+    sample = ctrl_X[:IS_LOG1P_SAMPLE_CELLS]  # the first cells tell counts from log-normalised values
+    return bool(guess_is_lognorm(ad.AnnData(X=sample), validate=False))
 
 
 def _pair_adata(ctrl: np.ndarray, rows: np.ndarray, condition: str, var_names: Sequence[str]):
@@ -130,6 +135,7 @@ class CellEvalScorer:
         self.base_values: Dict[str, List[Optional[float]]] = {m: [] for m in ("mae", "overlap_at_N")}
         self.bulk = {"real": [], "pred": [], "base": []}
         self.ctrl_bulk: Dict[str, np.ndarray] = {}
+        self.negative_values_clipped = 0
         self._workdir = tempfile.TemporaryDirectory(prefix="czb-cell-eval-")
 
     def _evaluate(self, pred_cells: np.ndarray, real, condition: str, metrics: Sequence[str], de_real=None):
@@ -157,6 +163,10 @@ class CellEvalScorer:
     def add(self, condition: str, truth: np.ndarray, pred: np.ndarray) -> None:
         """Score one condition: its true cells and its predicted rows."""
         real = _pair_adata(self.ctrl, truth, condition, self.var_names)
+        negative = int(np.count_nonzero(pred < 0))
+        if negative:
+            self.negative_values_clipped += negative
+            pred = np.maximum(pred, 0)
         values, bulks, evaluator = self._evaluate(predicted_cells(pred, len(truth)), real, condition,
                                                   list(PER_CONDITION.values()))
         self.conditions.append(condition)
@@ -246,7 +256,8 @@ class CellEvalScorer:
     def facts(self) -> Dict[str, Any]:
         """What the metrics rest on (for the document's ``cell_eval`` entry)."""
         return {"version": cell_eval_version(), "is_log1p": self.log1p, "fdr_threshold": 0.05,
-                "vcc_baseline": "perturbation_mean(train)" if self.baseline_vector is not None else None}
+                "vcc_baseline": "perturbation_mean(train)" if self.baseline_vector is not None else None,
+                "negative_values_clipped": self.negative_values_clipped}
 
     def close(self) -> None:
         self._workdir.cleanup()
