@@ -160,3 +160,27 @@ def test_without_cell_eval_the_task_still_scores_and_says_why(monkeypatch, tmp_p
     ours = [m for m in result["metrics"] if m["metric_type"].startswith("cell_eval_")]
     assert ours and all(m["value"] is None and "cell-eval not computed" in m["note"] for m in ours)
     assert any(m["metric_type"] == "mean_squared_error" and m["value"] is not None for m in result["metrics"])
+
+
+def test_negative_predictions_are_clipped_for_cell_eval_only(tmp_path):
+    import anndata as ad
+
+    from czbenchmarks.tasks.perturbation import prediction_output, run_perturbation_task
+
+    source = ad.read_h5ad(_prediction(tmp_path / "rows.h5ad", "predicted rows"))
+    shifted = np.asarray(source.X) - 0.5  # a regression model's output dips below 0
+    labels = source.obs["condition"].astype(str).tolist()
+    prediction_output(labels, shifted, source.var_names, {"model": "test"}).write_h5ad(tmp_path / "neg.h5ad")
+    prediction_output(labels, np.maximum(shifted, 0), source.var_names, {"model": "test"}).write_h5ad(tmp_path / "clip.h5ad")
+    negative = run_perturbation_task(PERTURB_H5AD, tmp_path / "neg.h5ad")
+    clipped = run_perturbation_task(PERTURB_H5AD, tmp_path / "clip.h5ad")
+    assert negative["cell_eval"]["negative_values_clipped"] == int((shifted < 0).sum()) > 0
+    assert clipped["cell_eval"]["negative_values_clipped"] == 0
+
+    def values(result, cell_eval):
+        return [(m["metric_type"], m["params"].get("condition"), m["value"]) for m in result["metrics"]
+                if m["metric_type"].startswith("cell_eval_") == cell_eval]
+
+    assert values(negative, True) == values(clipped, True)
+    assert all(v is not None for name, _, v in values(negative, True) if name == "cell_eval_mae")
+    assert values(negative, False) != values(clipped, False)  # czbenchmarks' metrics score the values as given

@@ -78,13 +78,18 @@ def cell_eval_version() -> str:
 
 @contextmanager
 def _quiet() -> Iterator[None]:
-    """cell-eval and pdex log every step at INFO/WARNING (e.g. "output directory exists" per condition)."""
+    """cell-eval and pdex log every step at INFO/WARNING (e.g. "output directory exists" per condition), and
+    cell-eval 0.8.2 uses polars' deprecated string cache (a DeprecationWarning per call)."""
+    import warnings
+
     loggers = [logging.getLogger(n) for n in ("cell_eval", "pdex")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
