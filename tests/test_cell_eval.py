@@ -184,3 +184,21 @@ def test_negative_predictions_are_clipped_for_cell_eval_only(tmp_path):
     assert values(negative, True) == values(clipped, True)
     assert all(v is not None for name, _, v in values(negative, True) if name == "cell_eval_mae")
     assert values(negative, False) != values(clipped, False)  # czbenchmarks' metrics score the values as given
+
+
+def test_conditions_without_a_prediction_are_left_out_of_cell_evals_means(tmp_path):
+    import anndata as ad
+
+    from czbenchmarks.tasks.perturbation import prediction_output, run_perturbation_task
+
+    source = ad.read_h5ad(_prediction(tmp_path / "rows.h5ad", "predicted rows"))
+    keep = (source.obs["condition"] != "GSTP1+SRP14").to_numpy()
+    prediction_output(source.obs["condition"].astype(str)[keep].tolist(), np.asarray(source.X)[keep],
+                      source.var_names, {"model": "test"}).write_h5ad(tmp_path / "partial.h5ad")
+    result = run_perturbation_task(PERTURB_H5AD, tmp_path / "partial.h5ad")
+    ours = [m for m in result["metrics"] if m["metric_type"].startswith("cell_eval_")]
+    assert {m["params"]["condition"] for m in ours} == {"MEAN", "CTSS+ctrl", "GSTP1+ctrl"}
+    means = [m for m in ours if m["params"]["condition"] == "MEAN"]
+    assert len(means) == 7 and all("mean over the 2 of 3 test conditions" in m["note"] for m in means)
+    mae = {m["params"]["condition"]: m["value"] for m in ours if m["metric_type"] == "cell_eval_mae"}
+    assert mae["MEAN"] == pytest.approx((mae["CTSS+ctrl"] + mae["GSTP1+ctrl"]) / 2)

@@ -44,7 +44,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -266,6 +266,53 @@ class CellEvalScorer:
 
     def close(self) -> None:
         self._workdir.cleanup()
+
+
+class GuardedCellEval:
+    """A :class:`CellEvalScorer` whose failure never fails the task: the first error (building it, a
+    condition, the results) stops cell-eval, its traceback goes to stderr, and :meth:`finish` gives every
+    cell-eval metric as undefined with the reason (and the document's ``cell_eval`` entry the ``error``)."""
+
+    def __init__(self, make_scorer: Callable[[], CellEvalScorer]) -> None:
+        self.scorer: Optional[CellEvalScorer] = None
+        self.error = ""
+        try:
+            self.scorer = make_scorer()
+        except Exception as err:  # e.g. cell-eval not installed
+            self._fail(err)
+
+    def _fail(self, err: Exception, where: str = "") -> None:
+        import traceback
+
+        traceback.print_exc()
+        self.error = f"{where}{type(err).__name__}: {err}"
+
+    def add(self, condition: str, truth: np.ndarray, pred: np.ndarray) -> None:
+        if self.scorer is None or self.error:
+            return
+        try:
+            self.scorer.add(condition, truth, pred)
+        except Exception as err:
+            self._fail(err, f"condition {condition}: ")
+
+    def finish(self, mean_note: str = "") -> Tuple[List[MetricResult], Dict[str, Any]]:
+        """(metric entries, facts); ``mean_note`` is added to the MEAN entries' notes (e.g. conditions missing)."""
+        entries: List[MetricResult] = []
+        facts: Dict[str, Any] = {}
+        if self.scorer is not None and not self.error:
+            try:
+                entries, facts = self.scorer.results(), self.scorer.facts()
+            except Exception as err:
+                self._fail(err)
+        if self.scorer is not None:
+            self.scorer.close()
+        if self.error:
+            return [MetricResult(name, None, {"condition": "MEAN"}, note=f"cell-eval not computed: {self.error}")
+                    for name in METRIC_NAMES], {"error": self.error}
+        for m in entries:
+            if mean_note and m.params.get("condition") == "MEAN":
+                m.note = "; ".join(n for n in (m.note, mean_note) if n)
+        return entries, facts
 
 
 def _finite(value: Any) -> Optional[float]:

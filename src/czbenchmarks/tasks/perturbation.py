@@ -15,13 +15,14 @@ For each **test** condition of the dataset (``split == "test"``, not ``ctrl``):
   genes of the truth; ``jaccard`` of the top 20 / 100 DE gene sets of prediction and truth.
 
 Every metric is reported per condition (``params.condition``) and as the mean over conditions
-(``condition: "MEAN"``). cell-eval's metrics (``cell_eval_*``, :mod:`.cell_eval_metrics`) follow
-czbenchmarks' on the same conditions and predictions; the document's ``cell_eval`` entry says what they
-rest on (version, scale, the VCC score's baseline) or why they are missing.
-
-No part of the task is random: with several seeds (:mod:`.seeds`) it is computed once. Test conditions without a prediction are listed in ``missing_conditions``
+(``condition: "MEAN"``). Test conditions without a prediction are listed in ``missing_conditions``
 and left out of the means (the MEAN entries then say so in their ``note``); a file predicting no
 test condition is an error.
+
+cell-eval's metrics (``cell_eval_*``, :mod:`.cell_eval_metrics`) follow czbenchmarks' on the same
+conditions and predictions; the document's ``cell_eval`` entry says what they rest on (version, scale,
+the VCC score's baseline) or why they are missing. No part of the task is random: with several seeds
+(:mod:`.seeds`) it is computed once.
 
 Memory: the dataset and the prediction file are opened backed; only the control cells stay in
 memory, and one condition's truth and predicted rows are read, scored and dropped at a time
@@ -306,13 +307,6 @@ def _cell_eval_scorer(dataset_h5ad: Path, ctrl: np.ndarray, var_names: pd.Index,
     return CellEvalScorer(ctrl, var_names, is_log1p(ctrl), vector, n_threads=_n_threads(), baseline_note=note)
 
 
-def _cell_eval_unavailable(reason: str) -> List[MetricResult]:
-    from .cell_eval_metrics import METRIC_NAMES
-
-    return [MetricResult(name, None, {"condition": "MEAN"}, note=f"cell-eval not computed: {reason}")
-            for name in METRIC_NAMES]
-
-
 def run_perturbation_task(
     dataset_h5ad: Path, prediction_h5ad: Path, condition_key: str = "condition", split_key: str = "split",
     seed: int = RANDOM_SEED, top_n: Sequence[int] = PERTURBATION_TOP_N, cell_eval: bool = True,
@@ -324,7 +318,7 @@ def run_perturbation_task(
     the means; only a prediction file with no test condition at all is an error. ``cell_eval``: also
     cell-eval's metrics (a cell-eval failure leaves them undefined with the reason, never the task).
     """
-    import traceback
+    from .cell_eval_metrics import GuardedCellEval
 
     ctrl_adata, truth, var_names = load_perturbation_data(dataset_h5ad, condition_key, split_key)
     try:
@@ -349,44 +343,18 @@ def run_perturbation_task(
         extra = sorted(set(predictions) - set(test_conditions))
         ctrl = _as_float(ctrl_adata.X)
         per_condition: List[MetricResult] = []
-        cell_eval_entries: List[MetricResult] = []
-        cell_eval_facts: Dict[str, Any] = {}
-        scorer = None
-        if cell_eval:
-            try:
-                scorer = _cell_eval_scorer(dataset_h5ad, ctrl, var_names, condition_key, split_key)
-            except Exception as err:  # noted in the document, the czbenchmarks metrics still count
-                traceback.print_exc()
-                cell_eval_facts = {"error": f"{type(err).__name__}: {err}"}
-        try:
-            for condition in scored:
-                truth_rows, pred_rows = truth[condition], predictions[condition]
-                for m in condition_metrics(ctrl, truth_rows, pred_rows, var_names, top_n):
-                    m.params = {"condition": condition, **m.params}
-                    per_condition.append(m)
-                if scorer is not None and "error" not in cell_eval_facts:
-                    try:
-                        scorer.add(condition, truth_rows, pred_rows)
-                    except Exception as err:
-                        traceback.print_exc()
-                        cell_eval_facts = {"error": f"condition {condition}: {type(err).__name__}: {err}"}
-            if scorer is not None and "error" not in cell_eval_facts:
-                try:
-                    cell_eval_entries = scorer.results()
-                    cell_eval_facts = scorer.facts()
-                except Exception as err:
-                    traceback.print_exc()
-                    cell_eval_facts = {"error": f"{type(err).__name__}: {err}"}
-        finally:
-            if scorer is not None:
-                scorer.close()
-        if "error" in cell_eval_facts:
-            cell_eval_entries = _cell_eval_unavailable(cell_eval_facts["error"])
-        elif missing:
-            partial = f"mean over the {len(scored)} of {len(test_conditions)} test conditions that have a prediction"
-            for m in cell_eval_entries:
-                if m.params.get("condition") == "MEAN":
-                    m.note = "; ".join(n for n in (m.note, partial) if n)
+        cell_eval_run = GuardedCellEval(
+            lambda: _cell_eval_scorer(dataset_h5ad, ctrl, var_names, condition_key, split_key)) if cell_eval else None
+        for condition in scored:
+            truth_rows, pred_rows = truth[condition], predictions[condition]
+            for m in condition_metrics(ctrl, truth_rows, pred_rows, var_names, top_n):
+                m.params = {"condition": condition, **m.params}
+                per_condition.append(m)
+            if cell_eval_run is not None:
+                cell_eval_run.add(condition, truth_rows, pred_rows)
+        partial = f"mean over the {len(scored)} of {len(test_conditions)} test conditions that have a prediction"
+        cell_eval_entries, cell_eval_facts = (
+            cell_eval_run.finish(partial if missing else "") if cell_eval_run is not None else ([], {}))
     finally:
         truth.close()
         predictions.close()
