@@ -34,9 +34,11 @@ unless its control cells are integer counts, by cell-eval's ``guess_is_lognorm``
 negative expression: predicted values below 0 (a regression model's output can dip below 0) are set to 0
 for these metrics only, and counted (``negative_values_clipped``).
 
-Memory: per condition, the control block plus the condition's true and predicted rows (twice: AnnData
-copies), and cell-eval's DE tables of one condition (``n_genes`` rows); across conditions only the
-pseudobulk vectors (``n_conditions x n_genes`` per side) and the metric values are kept.
+Memory: per condition, transient copies of the control block plus the condition's true and predicted rows
+(our AnnData pairs, cell-eval's polars pseudobulk frames, pdex's per-group matrices: several copies, not
+yet measured at scale; on the test data EVALUATE's peak RSS went from 405 to 502 MB) and cell-eval's DE
+tables of one condition (``n_genes`` rows); across conditions only the pseudobulk vectors
+(``n_conditions x n_genes`` per side) and the metric values are kept.
 """
 
 from __future__ import annotations
