@@ -34,6 +34,8 @@ def main() -> int:
     parser.add_argument("--condition_key", default="condition")
     parser.add_argument("--split_key", default="split")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="repeat the seed-dependent parts with the seeds seed, seed+1, ... (this many)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when the task fails")
     parser.add_argument("--output", required=True, type=Path)
     args = parser.parse_args()
@@ -43,6 +45,7 @@ def main() -> int:
         label_key=args.label_key, batch_key=args.batch_key.split(";")[0] if args.batch_key else "",
         condition_key=args.condition_key, split_key=args.split_key, organisms=args.organisms,
         datasets=args.datasets, variant=args.variant, input_kind=args.input_kind, seed=args.seed,
+        n_seeds=args.seeds,
     )
     write_atomic(args.output, json.dumps(doc, indent=2, default=str))
     name = f"{doc['dataset']} {args.model}{':' + doc['variant'] if doc['variant'] else ''} {args.task}"
@@ -54,7 +57,10 @@ def main() -> int:
         return 1 if args.strict else 0
     for metric in doc["metrics"]:
         value = "n/a" if metric["value"] is None else f"{metric['value']:.4f}"
-        print(f"{name} {metric['metric_type']} {json.dumps(metric['params'], sort_keys=True)} = {value}")
+        spread = ""
+        if metric.get("interval"):
+            spread = f" [{metric['interval']['low']:.4f}, {metric['interval']['high']:.4f}]"
+        print(f"{name} {metric['metric_type']} {json.dumps(metric['params'], sort_keys=True)} = {value}{spread}")
     return 0
 
 

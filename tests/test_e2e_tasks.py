@@ -45,10 +45,21 @@ def test_every_task_has_rows_beside_baselines(test_run):
     assert cross[0]["dataset"] == "pbmc68k+pbmc_mouse"
     pert = [r for r in rows if r["task"] == "perturbation"]
     assert {r["variant"] for r in pert} == {"control_mean", "control_median"}
-    assert {r["metric"] for r in pert} == {"mean_squared_error", "pearson_correlation", "jaccard"}
+    czb_metrics = {r["metric"] for r in pert if not r["metric"].startswith("cell_eval_")}
+    assert czb_metrics == {"mean_squared_error", "pearson_correlation", "jaccard"}
+    cell_eval = {r["metric"] for r in pert if r["metric"].startswith("cell_eval_")}
+    assert {"cell_eval_overlap_at_n", "cell_eval_de_direction_match", "cell_eval_vcc_score"} <= cell_eval
+    assert all(r["value"] is not None for r in pert if r["metric"] == "cell_eval_mae")
     label_baseline = {r["variant"] for r in rows if r["task"] == "label_prediction" and r["model"] == "baseline"}
     assert label_baseline == {"raw_expression"}
     assert all(r["seed"] == 42 for r in rows)
+    # -profile test runs 3 seeds: Leiden's seed-dependent scores carry one value per seed and an interval.
+    import json
+
+    clustering = json.loads(next((test_run.outdir / "metrics").glob("pbmc68k.scvi.*.clustering.metrics.json"))
+                            .read_text())
+    assert clustering["seeds"] == [42, 43, 44]
+    assert all(len(m["values"]) == 3 and m["interval"]["method"] == "t" for m in clustering["metrics"])
     scvi = next(r for r in rows if r["model"] == "scvi")
     assert "model.pt=" in scvi["weights_sha256"] and results["provenance"][scvi["provenance_id"]]["software"]
     # Only pairs a requested task scores are run: scVI never meets the perturbation-only dataset.

@@ -486,7 +486,7 @@ def test_perturbation_task_streamed_equals_the_whole_file_computation(tmp_path, 
         _interleaved_prediction(pred, conditions)
     else:
         write_control_baseline(PERTURB_H5AD, pred, "control_median")
-    result = run_perturbation_task(PERTURB_H5AD, pred)
+    result = run_perturbation_task(PERTURB_H5AD, pred, cell_eval=False)  # cell-eval's: tests/test_cell_eval.py
     expected = _scores_read_whole(PERTURB_H5AD, pred)
     got = {(m["params"]["condition"], m["metric_type"], m["params"]["subset"]): m["value"]
            for m in result["metrics"] if m["params"]["condition"] != "MEAN"}
@@ -501,7 +501,7 @@ def test_perturbation_task_lists_missing_conditions_and_fails_only_without_any(t
     from czbenchmarks.tasks.perturbation import run_perturbation_task
 
     partial = _interleaved_prediction(tmp_path / "partial.h5ad", ["GSTP1+ctrl", "NOT+A_TEST", "CTSS+ctrl"])
-    result = run_perturbation_task(PERTURB_H5AD, partial)
+    result = run_perturbation_task(PERTURB_H5AD, partial, cell_eval=False)
     assert result["missing_conditions"] == ["GSTP1+SRP14"] and result["n_conditions_scored"] == 2
     assert result["params"]["ignored_predictions"] == ["NOT+A_TEST"] and result["n_cells_scored"] == 80
     by_condition = {}
@@ -513,7 +513,7 @@ def test_perturbation_task_lists_missing_conditions_and_fails_only_without_any(t
     assert "mean over the 2 of 3 test conditions that have a prediction" in mse[0]["note"]
     nothing = _interleaved_prediction(tmp_path / "nothing.h5ad", ["NOT+A_TEST"])
     with pytest.raises(ValueError, match="no prediction for any of the 3 test conditions"):
-        run_perturbation_task(PERTURB_H5AD, nothing)
+        run_perturbation_task(PERTURB_H5AD, nothing, cell_eval=False)
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -532,7 +532,10 @@ def test_cli_scores_baselines_and_reports_failures(tmp_path):
     assert run.returncode == 0, run.stderr
     doc = json.loads(metrics.read_text())
     assert doc["status"] == "ok" and doc["seed"] == 5 and doc["model_type"] == "BASELINE"
-    assert len(doc["metrics"]) == 8 * 4  # mean + 3 test conditions
+    czb = [m for m in doc["metrics"] if not m["metric_type"].startswith("cell_eval_")]
+    assert len(czb) == 8 * 4  # mean + 3 test conditions
+    # cell-eval's 6 metrics (mean + 3 conditions) and the VCC score (tests/test_cell_eval.py checks the values)
+    assert len(doc["metrics"]) - len(czb) == 6 * 4 + 1 and doc["cell_eval"]["version"]
     # Integration without a batch column: an error document, exit 0 (reported, not hidden).
     run = _run(BIN / "czb_evaluate.py", "--task", "integration", "--outputs", TEST_H5AD, "--dataset_ids", "pbmc68k",
                "--model", "baseline", "--variant", "raw_expression", "--input_kind", "expression",

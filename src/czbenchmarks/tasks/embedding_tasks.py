@@ -8,6 +8,9 @@
   ``silhouette_batch`` of the batches within each cell label).
 * ``cross_species``: the embeddings of several datasets of different organisms made by one model,
   stacked; ``entropy_per_cell`` of the species, ``batch_silhouette`` with species as batch.
+
+Every task takes ``seeds`` (default: ``[random_seed]``) and repeats its seed-dependent parts for each
+(:mod:`.seeds`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import pandas as pd
 
 from .constants import RANDOM_SEED
 from .label_prediction import label_prediction_task
-from .metrics import entropy_per_cell, leiden_clusters, silhouette_batch, silhouette_label
+from .metrics import entropy_per_cell, leiden_clusters, leiden_partitions, silhouette_batch, silhouette_label
+from .seeds import combine_seeds, over_seeds
 from .types import MetricResult, TaskNotApplicable
 
 
@@ -45,52 +49,71 @@ __all__ = [
 ]
 
 
-def clustering_task(embedding: np.ndarray, labels: np.ndarray, random_seed: int = RANDOM_SEED, **_: Any) -> List[MetricResult]:
-    """ARI and NMI between the labels and Leiden clusters of the embedding."""
+def _seeds(random_seed: int, seeds: Optional[Sequence[int]]) -> List[int]:
+    return list(seeds) if seeds else [random_seed]
+
+
+def _not_exact(metrics: List[MetricResult]) -> bool:
+    """Whether a metric was estimated (sampled cells, approximate kNN): then it depends on the seed."""
+    return any(getattr(m, "computation", {}).get("method", "exact") != "exact" for m in metrics)
+
+
+def clustering_task(embedding: np.ndarray, labels: np.ndarray, random_seed: int = RANDOM_SEED,
+                    seeds: Optional[Sequence[int]] = None, **_: Any) -> List[MetricResult]:
+    """ARI and NMI between the labels and Leiden clusters of the embedding (one Leiden run per seed on one
+    kNN graph)."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     graph: Dict[str, Any] = {}
-    clusters = leiden_clusters(embedding, random_seed=random_seed, record=graph)
-    return [  # both scores rest on the kNN graph: its method is theirs
+    partitions = leiden_partitions(embedding, _seeds(random_seed, seeds), record=graph)
+    return combine_seeds([[  # both scores rest on the kNN graph: its method is theirs
         ComputedMetric("adjusted_rand_index", adjusted_rand_score(labels, clusters), computation=graph),
         ComputedMetric("normalized_mutual_info", normalized_mutual_info_score(labels, clusters), computation=graph),
-    ]
+    ] for clusters in partitions])
 
 
 def embedding_task(embedding: np.ndarray, labels: np.ndarray, random_seed: int = RANDOM_SEED,
-                   **_: Any) -> List[MetricResult]:
-    """Silhouette of the labels in the embedding, rescaled to [0, 1]."""
-    record: Dict[str, Any] = {}
-    value = silhouette_label(embedding, labels, random_seed=random_seed, record=record)
-    return [ComputedMetric("silhouette_score", value, computation=record)]
+                   seeds: Optional[Sequence[int]] = None, **_: Any) -> List[MetricResult]:
+    """Silhouette of the labels in the embedding, rescaled to [0, 1] (repeated per seed only when sampled)."""
+    def run(seed: int) -> List[MetricResult]:
+        record: Dict[str, Any] = {}
+        value = silhouette_label(embedding, labels, random_seed=seed, record=record)
+        return [ComputedMetric("silhouette_score", value, computation=record)]
+
+    return over_seeds(run, _seeds(random_seed, seeds), _not_exact)
 
 
 def _mixing_metrics(embedding: np.ndarray, labels: np.ndarray, groups: np.ndarray,
-                    random_seed: int) -> List[MetricResult]:
-    """``entropy_per_cell`` of ``groups`` among neighbours and ``batch_silhouette`` of ``groups`` within labels."""
-    knn_record: Dict[str, Any] = {}
-    entropy = entropy_per_cell(embedding, groups, random_seed=random_seed, record=knn_record)
-    sil_record: Dict[str, Any] = {}
-    asw = silhouette_batch(embedding, labels, groups, random_seed=random_seed, record=sil_record)
-    return [
-        ComputedMetric("entropy_per_cell", entropy, computation=knn_record),
-        ComputedMetric("batch_silhouette", asw, computation=sil_record),
-    ]
+                    random_seed: int, seeds: Optional[Sequence[int]] = None) -> List[MetricResult]:
+    """``entropy_per_cell`` of ``groups`` among neighbours and ``batch_silhouette`` of ``groups`` within labels
+    (each repeated per seed only when estimated)."""
+    def entropy(seed: int) -> List[MetricResult]:
+        record: Dict[str, Any] = {}
+        value = entropy_per_cell(embedding, groups, random_seed=seed, record=record)
+        return [ComputedMetric("entropy_per_cell", value, computation=record)]
+
+    def asw(seed: int) -> List[MetricResult]:
+        record: Dict[str, Any] = {}
+        value = silhouette_batch(embedding, labels, groups, random_seed=seed, record=record)
+        return [ComputedMetric("batch_silhouette", value, computation=record)]
+
+    chosen = _seeds(random_seed, seeds)
+    return over_seeds(entropy, chosen, _not_exact) + over_seeds(asw, chosen, _not_exact)
 
 
 def integration_task(
     embedding: np.ndarray, labels: np.ndarray, batch: Optional[np.ndarray] = None,
-    random_seed: int = RANDOM_SEED, **_: Any,
+    random_seed: int = RANDOM_SEED, seeds: Optional[Sequence[int]] = None, **_: Any,
 ) -> List[MetricResult]:
     """Batch mixing: entropy of batches among each cell's neighbours; batch ASW within labels."""
     if batch is None:
         raise ValueError("the integration task needs a batch column (samplesheet column batch_key)")
-    return _mixing_metrics(embedding, labels, batch, random_seed)
+    return _mixing_metrics(embedding, labels, batch, random_seed, seeds)
 
 
 def cross_species_task(
     embeddings: Sequence[np.ndarray], labels: Sequence[np.ndarray], organisms: Sequence[str],
-    random_seed: int = RANDOM_SEED,
+    random_seed: int = RANDOM_SEED, seeds: Optional[Sequence[int]] = None,
 ) -> List[MetricResult]:
     """Stack the embeddings of several organisms; species mixing (entropy) and species ASW within labels."""
     dims = {e.shape[1] for e in embeddings}
@@ -101,7 +124,7 @@ def cross_species_task(
     stacked = np.vstack(embeddings)
     all_labels = np.concatenate([np.asarray(lab).astype(str) for lab in labels])
     species = np.concatenate([[org] * len(e) for e, org in zip(embeddings, organisms)])
-    return _mixing_metrics(stacked, all_labels, species, random_seed)
+    return _mixing_metrics(stacked, all_labels, species, random_seed, seeds)
 
 
 TASKS: Dict[str, Callable[..., List[MetricResult]]] = {
@@ -134,8 +157,10 @@ def run_embedding_task(
     seed: int = RANDOM_SEED,
     embedded: Optional[np.ndarray] = None,
     batch_key: str = "",
+    seeds: Optional[Sequence[int]] = None,
 ) -> Dict[str, Any]:
-    """Score one embedding with one task; cells the model could not embed are left out and counted."""
+    """Score one embedding with one task; cells the model could not embed are left out and counted.
+    ``seeds`` (default ``[seed]``): the seeds the task's seed-dependent parts run with."""
     if task not in TASKS:
         raise ValueError(f"unknown embedding task '{task}'; known tasks: {', '.join(sorted(TASKS))}")
     if task == "integration" and not batch_key:
@@ -148,7 +173,7 @@ def run_embedding_task(
     batch = obs[batch_key].astype(str).to_numpy()[keep] if batch_key else None
     # A sparse raw-expression X is not copied when every cell is scored.
     scored = embedding if keep.all() else embedding[keep]
-    metrics = TASKS[task](scored, labels, batch=batch, random_seed=seed)
+    metrics = TASKS[task](scored, labels, batch=batch, random_seed=seed, seeds=seeds)
     params: Dict[str, Any] = {"label_key": label_key}
     if batch_key:
         params["batch_key"] = batch_key
@@ -163,7 +188,7 @@ def run_embedding_task(
 
 
 def run_cross_species_task(
-    parts: Sequence[Dict[str, Any]], label_key: str, seed: int = RANDOM_SEED
+    parts: Sequence[Dict[str, Any]], label_key: str, seed: int = RANDOM_SEED, seeds: Optional[Sequence[int]] = None,
 ) -> Dict[str, Any]:
     """Score ``parts`` (dicts with ``obs``, ``embedding``, ``organism``, ``dataset`` and optional ``embedded``)."""
     embeddings, labels, organisms = [], [], []
@@ -184,7 +209,7 @@ def run_cross_species_task(
             f"cross-species needs the label column harmonised across the group: obs['{label_key}'] shares "
             f"{len(shared)} label(s) across {', '.join(str(p['dataset']) for p in parts)} (needs 2+)"
             + (f": {sorted(shared)}" if shared else ""))
-    metrics = cross_species_task(embeddings, labels, organisms, random_seed=seed)
+    metrics = cross_species_task(embeddings, labels, organisms, random_seed=seed, seeds=seeds)
     return {
         "task": "cross_species",
         "seed": seed,

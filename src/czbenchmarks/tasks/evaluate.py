@@ -9,6 +9,10 @@ Inputs by kind:
 
 :func:`evaluate` never raises for bad inputs: a failure becomes a document with ``status: "error"``
 and the reason, so the report lists it instead of the run dying or hiding it.
+
+``n_seeds`` > 1 repeats the task's seed-dependent parts with the seeds ``seed, seed + 1, ...`` (the
+document's ``seeds``; ``seed`` stays the first): see :mod:`.seeds` for what is repeated and the
+``values`` / ``interval`` fields it adds to the metric entries.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 
 from ..constants import EMBEDDED_OBS_KEY, RANDOM_SEED
 from .constants import EMBEDDING_TASKS, TASK_NAMES
+from .seeds import seed_list
 from .types import TaskNotApplicable
 
 INPUT_KINDS = ("embedding", "expression", "prediction")
@@ -93,17 +98,21 @@ def evaluate(
     variant: str = "",
     input_kind: str = "embedding",
     seed: int = RANDOM_SEED,
+    n_seeds: int = 1,
 ) -> Dict[str, Any]:
-    """The metrics document of one task run (``status`` ``ok`` or ``error``)."""
+    """The metrics document of one task run (``status`` ``ok`` or ``error``), its seed-dependent parts run
+    with ``n_seeds`` seeds from ``seed`` on."""
     from ..outputs import read_embedding
     from ..provenance import software_versions
 
     doc: Dict[str, Any] = {
         "dataset": "+".join(dataset_ids), "datasets": list(dataset_ids), "model": model, "variant": variant,
-        "task": task, "seed": seed, "input_kind": input_kind, "metrics": [], "params": {},
+        "task": task, "seed": seed, "seeds": [seed], "input_kind": input_kind, "metrics": [], "params": {},
     }
     provenance: Dict[str, Any] = {}
     try:
+        seeds = seed_list(seed, n_seeds)
+        doc["seeds"] = seeds
         if task not in TASK_NAMES:
             raise ValueError(f"unknown task '{task}'; known tasks: {', '.join(TASK_NAMES)}")
         if input_kind not in INPUT_KINDS:
@@ -127,7 +136,7 @@ def evaluate(
                 provenance.setdefault("parts", {})[dataset_id] = prov
             if len(parts) != len(outputs) or len(parts) != len(organisms):
                 raise ValueError("cross_species needs one dataset id and one organism per output")
-            body = run_cross_species_task(parts, label_key, seed=seed)
+            body = run_cross_species_task(parts, label_key, seed=seed, seeds=seeds)
             first = next(iter(provenance["parts"].values()), {})
             provenance = {**{k: first.get(k) for k in ("model", "model_type", "variant")}, **provenance}
         else:
@@ -144,7 +153,8 @@ def evaluate(
                 if datasets:
                     check_alignment(obs.index, datasets[0], dataset_ids[0])
                 embedded = obs[EMBEDDED_OBS_KEY].to_numpy() if EMBEDDED_OBS_KEY in obs.columns else None
-            body = run_embedding_task(task, obs, emb, label_key, seed=seed, embedded=embedded, batch_key=batch_key)
+            body = run_embedding_task(task, obs, emb, label_key, seed=seed, embedded=embedded, batch_key=batch_key,
+                                      seeds=seeds)
         doc.update(body)
         doc["status"] = "ok"
     except TaskNotApplicable as err:  # listed as not applicable, with the reason

@@ -20,11 +20,12 @@ give the dense pipelines' results (``tests/test_tasks.py`` compares them):
 from __future__ import annotations
 
 import functools
-from typing import Any, Dict, Iterable, List, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .constants import MIN_CLASS_SIZE, N_FOLDS, RANDOM_SEED
+from .seeds import over_seeds
 from .types import MetricResult
 
 SCORES = ("accuracy", "f1", "precision", "recall", "auroc")
@@ -218,18 +219,23 @@ def label_prediction_task(
     random_seed: int = RANDOM_SEED,
     n_folds: int = N_FOLDS,
     min_class_size: int = MIN_CLASS_SIZE,
+    seeds: Optional[Sequence[int]] = None,
     **_: Any,
 ) -> List[MetricResult]:
-    """The 20 label-prediction metrics (5 scores x (mean + lr + knn + rf))."""
-    rows, _info = cross_validation_table(embedding, labels, n_folds, min_class_size, random_seed)
-    metrics: List[MetricResult] = []
-    for score in SCORES:
-        metrics.append(
-            MetricResult(f"mean_fold_{score}", float(np.mean([r[score] for r in rows])),
-                         {"classifier": "MEAN(" + ",".join(sorted(CLASSIFIERS)) + ")"})
-        )
-    for name in CLASSIFIERS:
+    """The 20 label-prediction metrics (5 scores x (mean + lr + knn + rf)); with ``seeds``, the whole
+    cross-validation (folds and random forest) once per seed."""
+    def run(seed: int) -> List[MetricResult]:
+        rows, _info = cross_validation_table(embedding, labels, n_folds, min_class_size, seed)
+        metrics: List[MetricResult] = []
         for score in SCORES:
-            values = [r[score] for r in rows if r["classifier"] == name]
-            metrics.append(MetricResult(f"mean_fold_{score}", float(np.mean(values)), {"classifier": name}))
-    return metrics
+            metrics.append(
+                MetricResult(f"mean_fold_{score}", float(np.mean([r[score] for r in rows])),
+                             {"classifier": "MEAN(" + ",".join(sorted(CLASSIFIERS)) + ")"})
+            )
+        for name in CLASSIFIERS:
+            for score in SCORES:
+                values = [r[score] for r in rows if r["classifier"] == name]
+                metrics.append(MetricResult(f"mean_fold_{score}", float(np.mean(values)), {"classifier": name}))
+        return metrics
+
+    return over_seeds(run, list(seeds) if seeds else [random_seed])

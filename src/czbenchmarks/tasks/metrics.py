@@ -28,7 +28,7 @@ both paths) the metrics switch, and each metric records what it did (``method`` 
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -547,19 +547,38 @@ def leiden_clusters(
     """Leiden clusters (scanpy, igraph flavour, seeded) of scanpy's UMAP-weighted graph of the
     ``n_neighbors`` neighbours of :func:`knn` (:class:`ExactKNNTransformer`; exact up to
     ``max_exact_cells``), the kNN's method in ``record``."""
+    return leiden_partitions(embedding, [random_seed], n_neighbors, n_iterations, flavor, resolution,
+                             max_exact_cells, record)[0]
+
+
+def leiden_partitions(
+    embedding: np.ndarray,
+    seeds: Sequence[int],
+    n_neighbors: int = N_NEIGHBORS,
+    n_iterations: int = N_ITERATIONS,
+    flavor: str = FLAVOR,
+    resolution: float = 1.0,
+    max_exact_cells: Optional[int] = None,
+    record: Optional[Dict[str, Any]] = None,
+) -> List[np.ndarray]:
+    """:func:`leiden_clusters` for each of ``seeds`` on one graph: the kNN graph is built once (with the
+    first seed, which only matters above ``max_exact_cells``), Leiden is run once per seed."""
     import anndata as ad
     import pandas as pd
     import scanpy as sc
 
     adata = ad.AnnData(obs=pd.DataFrame(index=[str(i) for i in range(embedding.shape[0])]))
     adata.obsm["emb"] = np.asarray(embedding, dtype=np.float32)
-    graph = ExactKNNTransformer(n_neighbors, max_exact_cells=max_exact_cells, random_seed=random_seed, record=record)
-    sc.pp.neighbors(adata, use_rep="emb", random_state=random_seed, transformer=graph)
-    sc.tl.leiden(
-        adata, flavor=flavor, n_iterations=n_iterations, resolution=resolution,
-        random_state=random_seed, key_added="leiden", directed=False,
-    )
-    return adata.obs["leiden"].astype(str).to_numpy()
+    graph = ExactKNNTransformer(n_neighbors, max_exact_cells=max_exact_cells, random_seed=seeds[0], record=record)
+    sc.pp.neighbors(adata, use_rep="emb", random_state=seeds[0], transformer=graph)
+    partitions = []
+    for seed in seeds:
+        sc.tl.leiden(
+            adata, flavor=flavor, n_iterations=n_iterations, resolution=resolution,
+            random_state=seed, key_added="leiden", directed=False,
+        )
+        partitions.append(adata.obs["leiden"].astype(str).to_numpy())
+    return partitions
 
 
 def jaccard(a: Set, b: Set) -> float:

@@ -19,6 +19,11 @@ Every metric is reported per condition (``params.condition``) and as the mean ov
 and left out of the means (the MEAN entries then say so in their ``note``); a file predicting no
 test condition is an error.
 
+cell-eval's metrics (``cell_eval_*``, :mod:`.cell_eval_metrics`) follow czbenchmarks' on the same
+conditions and predictions; the document's ``cell_eval`` entry says what they rest on (version, scale,
+the VCC score's baseline) or why they are missing. No part of the task is random: with several seeds
+(:mod:`.seeds`) it is computed once.
+
 Memory: the dataset and the prediction file are opened backed; only the control cells stay in
 memory, and one condition's truth and predicted rows are read, scored and dropped at a time
 (float32 unless stored as float64; means in float64), so scoring memory does not grow with the
@@ -269,16 +274,52 @@ def _mean_over_conditions(per_condition: List[MetricResult], n_test: int) -> Lis
     return means
 
 
+def perturbation_mean_baseline(
+    dataset_h5ad: Path, condition_key: str = "condition", split_key: str = "split",
+) -> Tuple[Optional[np.ndarray], str]:
+    """(vector, note) of the Virtual Cell Challenge's perturbation-mean baseline on the dataset's train split:
+    the mean of the perturbation-level mean expressions (cell-eval's ``build_base_mean_adata``, control
+    included) of the control cells and of every train-split condition, read one condition at a time.
+    ``None`` and the reason when the train split has no perturbation."""
+    import anndata as ad
+
+    adata = ad.read_h5ad(dataset_h5ad, backed="r")
+    try:
+        conditions = adata.obs[condition_key].astype(str).to_numpy()
+        splits = adata.obs[split_key].astype(str).to_numpy()
+        train = sorted(set(conditions[splits == "train"]) - {CONTROL_CONDITION})
+        if not train:
+            return None, f"no train-split perturbation in {Path(dataset_h5ad).name} for the VCC baseline"
+        groups = _row_groups(conditions)
+        means = [_column_mean(_read_rows(adata, groups[c])) for c in (CONTROL_CONDITION, *train)]
+    finally:
+        adata.file.close()
+    return np.mean(np.vstack(means), axis=0), ""
+
+
+def _cell_eval_scorer(dataset_h5ad: Path, ctrl: np.ndarray, var_names: pd.Index, condition_key: str,
+                      split_key: str):
+    """A :class:`.cell_eval_metrics.CellEvalScorer` for this dataset (raises ImportError without cell-eval)."""
+    from .cell_eval_metrics import CellEvalScorer, is_log1p
+    from .metrics import _n_threads
+
+    vector, note = perturbation_mean_baseline(dataset_h5ad, condition_key, split_key)
+    return CellEvalScorer(ctrl, var_names, is_log1p(ctrl), vector, n_threads=_n_threads(), baseline_note=note)
+
+
 def run_perturbation_task(
     dataset_h5ad: Path, prediction_h5ad: Path, condition_key: str = "condition", split_key: str = "split",
-    seed: int = RANDOM_SEED, top_n: Sequence[int] = PERTURBATION_TOP_N,
+    seed: int = RANDOM_SEED, top_n: Sequence[int] = PERTURBATION_TOP_N, cell_eval: bool = True,
 ) -> Dict[str, Any]:
     """Score a prediction file against a dataset's test conditions (metrics JSON body).
 
     Conditions are scored one at a time (its truth and predicted rows read, scored, dropped).
     Test conditions without a prediction are listed in ``missing_conditions`` and left out of
-    the means; only a prediction file with no test condition at all is an error.
+    the means; only a prediction file with no test condition at all is an error. ``cell_eval``: also
+    cell-eval's metrics (a cell-eval failure leaves them undefined with the reason, never the task).
     """
+    from .cell_eval_metrics import GuardedCellEval
+
     ctrl_adata, truth, var_names = load_perturbation_data(dataset_h5ad, condition_key, split_key)
     try:
         predictions, pred_genes, provenance = read_prediction(prediction_h5ad)
@@ -302,10 +343,18 @@ def run_perturbation_task(
         extra = sorted(set(predictions) - set(test_conditions))
         ctrl = _as_float(ctrl_adata.X)
         per_condition: List[MetricResult] = []
+        cell_eval_run = GuardedCellEval(
+            lambda: _cell_eval_scorer(dataset_h5ad, ctrl, var_names, condition_key, split_key)) if cell_eval else None
         for condition in scored:
-            for m in condition_metrics(ctrl, truth[condition], predictions[condition], var_names, top_n):
+            truth_rows, pred_rows = truth[condition], predictions[condition]
+            for m in condition_metrics(ctrl, truth_rows, pred_rows, var_names, top_n):
                 m.params = {"condition": condition, **m.params}
                 per_condition.append(m)
+            if cell_eval_run is not None:
+                cell_eval_run.add(condition, truth_rows, pred_rows)
+        partial = f"mean over the {len(scored)} of {len(test_conditions)} test conditions that have a prediction"
+        cell_eval_entries, cell_eval_facts = (
+            cell_eval_run.finish(partial if missing else "") if cell_eval_run is not None else ([], {}))
     finally:
         truth.close()
         predictions.close()
@@ -322,7 +371,9 @@ def run_perturbation_task(
         "n_conditions_scored": len(scored),
         "missing_conditions": missing,
         **{key: run_info[key] for key in PREDICTION_FACTS if key in run_info},
-        "metrics": [m.to_dict() for m in _mean_over_conditions(per_condition, len(test_conditions)) + per_condition],
+        **({"cell_eval": cell_eval_facts} if cell_eval else {}),
+        "metrics": [m.to_dict() for m in _mean_over_conditions(per_condition, len(test_conditions)) + per_condition
+                    + cell_eval_entries],
     }
 
 
