@@ -52,6 +52,10 @@ def main() -> None:
     parser.add_argument("--condition_key", default="condition")
     parser.add_argument("--split_key", default="split")
     parser.add_argument("--seed", type=int, default=42)
+    # The common baseline command line; the control mean/median read X, where the perturbation task's
+    # truth is read, so both sides of the comparison come from the same matrix.
+    parser.add_argument("--counts_layer", default="", help="accepted for the common baseline command line; unused")
+    parser.add_argument("--scvi_batch_columns", default="", help="accepted for the common baseline command line; unused")
     args = parser.parse_args()
     write_control_baseline(args.input, args.output, args.baseline_type, args.condition_key, args.split_key,
                            dataset_id=args.dataset_id, seed=args.seed)

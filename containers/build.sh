@@ -56,9 +56,9 @@ if [[ "$engine" == podman ]]; then
     printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' > containers/.cache/pip.conf
     build_options+=(-v "$ca_bundle:/etc/ssl/certs/ca-certificates.crt:ro" -v "$root/containers/.cache/pip.conf:/etc/pip.conf:ro")
   fi
-  # The local registry is plain HTTP on this machine: zstd level 1 pushes the 6.5 GB torch parent in a
+  # The local registry is plain HTTP on this machine: zstd pushes the 6.5 GB torch parent in a
   # fraction of gzip's time (gzip stays the default for public registries, which every client reads).
-  $insecure && push_options+=(--tls-verify=false --compression-format zstd --compression-level 1)
+  $insecure && push_options+=(--tls-verify=false --compression-format zstd)
 fi
 [[ -n "$base_image" ]] && build_options+=(--build-arg "BASE_IMAGE=$base_image")
 if [[ -n "$base_image" ]]; then base_record="$base_image"; else base_record="python:3.11.11-slim-bookworm"; fi
