@@ -612,3 +612,27 @@ def test_a_validator_without_inputs_outputs_gets_the_defaults(monkeypatch):
     monkeypatch.delenv("CZB_MODEL_TYPE")
     with pytest.raises(AttributeError, match="declare it as `model_type: UNDECLARED` in the model's entry"):
         ModelType.UNDECLARED  # noqa: B018 - the attribute access is what is tested
+
+
+def test_a_gpu_run_records_the_cuda_allocators_peak(tmp_path, monkeypatch):
+    """run() puts torch.cuda.max_memory_allocated into run_info (the report's cost table reads it) and resets
+    it per dataset; on a CPU-only run nothing is recorded."""
+    import sys
+    import types
+
+    import czbenchmarks.models.implementations.base_model_implementation as bmi
+
+    monkeypatch.setattr(bmi, "MODEL_WEIGHTS_CACHE_PATH", tmp_path / "cache")
+    dataset = SingleCellDataset(str(write(small_adata(), tmp_path / "a.h5ad")), Organism.HUMAN)
+    dataset.load_data()
+    peaks, resets = iter([123, 456]), []
+    cuda = types.SimpleNamespace(is_available=lambda: True, is_initialized=lambda: True,
+                                 max_memory_allocated=lambda: next(peaks), reset_peak_memory_stats=lambda: resets.append(1))
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=cuda))
+    model = EmbedModel(argv=[])
+    model.run([dataset, dataset])
+    assert model.run_info["gpu_peak_memory"] == 456 and len(resets) == 2
+    cuda.is_initialized = lambda: False  # CUDA never used by the model: nothing recorded
+    cpu_model = EmbedModel(argv=[])
+    cpu_model.run(dataset)
+    assert "gpu_peak_memory" not in (getattr(cpu_model, "run_info", None) or {})

@@ -129,3 +129,24 @@ def test_sections_are_there_and_rows_stay_short(report_html, tmp_path):
     measure = json.loads(found.group(1).replace("&quot;", '"'))
     assert measure["rows"] > 20
     assert measure["tallest"] <= MAX_ROW_PX, measure
+
+
+def test_the_test_profiles_report_shows_ranking_intervals_cost_glossary_and_cell_eval(test_profile_run, tmp_path):
+    """The real -profile test report (3 seeds, scVI, baselines, scGenePT's perturbation set): every section a
+    reader decides from is there, with seed intervals and cell-eval's metrics, and no row is oversized."""
+    html = test_profile_run.outdir / "report.html"
+    measured = tmp_path / "measured.html"
+    measured.write_text(html.read_text().replace("</body>", MEASURE_ROWS + "</body>"))
+    run = render(measured, tmp_path, "--dump-dom", "--virtual-time-budget=5000", "--window-size=1400,2000")
+    dom = run.stdout
+    for section in ("ranking-figure", "ranking-table", "cost-table", "quality-cost", "glossary-table",
+                    "task-perturbation", "task-clustering", "models"):
+        assert f'id="{section}"' in dom, (section, run.stderr[-2000:])
+    assert "95% t" in dom  # -profile test runs 3 seeds: intervals are shown
+    for name in ("cell_eval_overlap_at_n", "cell_eval_de_direction_match", "cell_eval_de_spearman_lfc_sig",
+                 "cell_eval_vcc_score"):
+        assert name in dom, name
+    found = re.search(r'<pre id="row-measure">(.*?)</pre>', dom)
+    assert found, run.stderr[-2000:]
+    measure = json.loads(found.group(1).replace("&quot;", '"'))
+    assert measure["tallest"] <= MAX_ROW_PX, measure

@@ -287,6 +287,17 @@ class BaseModelImplementation(BaseModelValidator, ABC):
         """The (first) dataset named by ``--input``/``--organism``."""
         return self.make_dataset(self.input_paths()[0])
 
+    def _record_gpu_peak_memory(self) -> None:
+        """Put the CUDA allocator's peak (bytes) into ``run_info['gpu_peak_memory']`` when the model ran on
+        a GPU (the report's cost table shows it), then reset it for the next dataset. Never imports torch."""
+        torch = sys.modules.get("torch")
+        cuda = getattr(torch, "cuda", None)
+        if cuda is None or not cuda.is_available() or not cuda.is_initialized():
+            return
+        info = getattr(self, "run_info", None)
+        self.run_info = {**(info or {}), "gpu_peak_memory": int(cuda.max_memory_allocated())}
+        cuda.reset_peak_memory_stats()
+
     def run(self, datasets: Optional[Union[BaseDataset, List[BaseDataset]]] = None):
         """Load, validate, fetch weights and run the model; in pipeline mode also write ``--output``.
 
@@ -317,6 +328,7 @@ class BaseModelImplementation(BaseModelValidator, ABC):
                 raise ValueError("; ".join(reasons))
         for dataset in self.datasets:
             self.run_model(dataset)
+            self._record_gpu_peak_memory()
         if pipeline_mode:
             for dataset, output in zip(self.datasets, self.output_paths(len(self.datasets))):
                 write_model_output(dataset, self, Path(output))
