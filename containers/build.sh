@@ -79,6 +79,7 @@ while read -r name tag parent; do
   args=()
   [[ "$parent" != - ]] && args+=(--build-arg "TORCH_IMAGE=$registry/$parent:$torch_tag")
   echo "== $ref (containers/$name)"
+  echo "   free disk before: $(df -h --output=avail "$root" | tail -n 1 | tr -d ' ')"
   started=$(date +%s)
   "$engine" build "${build_options[@]}" "${args[@]}" -f "containers/$name/Dockerfile" -t "$ref" .
   seconds=$(( $(date +%s) - started ))

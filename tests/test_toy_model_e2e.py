@@ -35,6 +35,9 @@ def _ignore(folder: str, names):
         skipped |= {"nextflow-lib"}
     if rel == Path("bench"):
         skipped |= {"out"}
+    if rel == Path("containers"):
+        # The image build's state: the root fs tarball and, while CI builds, the registry's blobs (GBs).
+        skipped |= {".cache"}
     return skipped
 
 
