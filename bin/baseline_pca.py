@@ -44,7 +44,7 @@ class BaselineValidator(BaseSingleCellValidator):
 
 class PcaBaseline(BaselineValidator, BaseModelImplementation):
     model_name = "baseline"
-    # X stays on disk until pca_baseline reads it into its own working copy: one copy in memory, not two.
+    # X stays on disk: pca_baseline reads it in row slices.
     streams_input = True
 
     def create_parser(self) -> argparse.ArgumentParser:
@@ -63,17 +63,12 @@ class PcaBaseline(BaselineValidator, BaseModelImplementation):
         self.model_weights_dir = ""  # nothing to fetch
 
     def run_model(self, dataset: SingleCellDataset) -> None:
-        import anndata as ad
-
-        from czbenchmarks.datasets.inputs import in_memory
         from czbenchmarks.tasks.baselines import pca_baseline
 
-        source = dataset.adata
-        # The counts where VALIDATE found them (X, a layer or raw.X), as the models read them: read once
-        # into a private AnnData that the baseline then works on in place.
-        counts = ad.AnnData(X=in_memory(dataset.counts), obs=source.obs.copy(), var=source.var.copy())
+        # The counts where VALIDATE found them (X, a layer or raw.X), as the models read them, read in
+        # row slices straight from the file: the whole matrix is never in memory.
         embedding, info = pca_baseline(
-            counts, n_top_genes=self.args.n_top_genes, n_pcs=self.args.n_pcs, seed=self.args.seed, private=True
+            dataset.counts, n_top_genes=self.args.n_top_genes, n_pcs=self.args.n_pcs, seed=self.args.seed
         )
         self.run_info = {**info, "counts_location": dataset.counts_location or dataset.counts_finding.location}
         dataset.set_output(self.model_type, DataType.EMBEDDING, embedding)

@@ -36,6 +36,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--seeds", type=int, default=1,
                         help="repeat the seed-dependent parts with the seeds seed, seed+1, ... (this many)")
+    parser.add_argument("--counts_layer", default="",
+                        help="where the dataset keeps its counts (X, raw.X or layers/<name>; --input_kind expression)")
+    parser.add_argument("--label_prediction_max_cells", type=int, default=0,
+                        help="label prediction scores a stratified, seeded sample of this many cells (0: all)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when the task fails")
     parser.add_argument("--output", required=True, type=Path)
     args = parser.parse_args()
@@ -45,7 +49,8 @@ def main() -> int:
         label_key=args.label_key, batch_key=args.batch_key.split(";")[0] if args.batch_key else "",
         condition_key=args.condition_key, split_key=args.split_key, organisms=args.organisms,
         datasets=args.datasets, variant=args.variant, input_kind=args.input_kind, seed=args.seed,
-        n_seeds=args.seeds,
+        n_seeds=args.seeds, counts_location=args.counts_layer,
+        label_prediction_max_cells=args.label_prediction_max_cells,
     )
     write_atomic(args.output, json.dumps(doc, indent=2, default=str))
     name = f"{doc['dataset']} {args.model}{':' + doc['variant'] if doc['variant'] else ''} {args.task}"

@@ -201,16 +201,13 @@ class SCVI(ScviValidator, BaseModelImplementation):
 
 def reference_gene_counts(X, columns, chunk_rows: int = 20_000):
     """CSR float32 of ``X[:, columns]``, read ``chunk_rows`` rows at a time (X in memory or backed)."""
-    import numpy as np
     import scipy.sparse as sp
 
-    blocks = []
-    for start in range(0, X.shape[0], chunk_rows):
-        block = X[start: start + chunk_rows]
-        block = block if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
-        blocks.append(sp.csr_matrix(block, dtype=np.float32)[:, columns])
+    from czbenchmarks.datasets.inputs import row_blocks
+
+    blocks = [block[:, columns] for _, block in row_blocks(X, chunk_rows)]
     if not blocks:
-        return sp.csr_matrix((0, len(columns)), dtype=np.float32)
+        return sp.csr_matrix((0, len(columns)), dtype="float32")
     return sp.vstack(blocks, format="csr")
 
 

@@ -632,3 +632,63 @@ def test_the_task_catalogue_and_the_task_implementations_agree():
 
     registry = yaml.safe_load((ROOT / "conf" / "models.yaml").read_text())["models"]
     assert baselines == {k for k, v in registry.items() if v.get("role") == "baseline"}
+
+
+def test_stratified_cell_sample_keeps_shares_and_small_classes():
+    from collections import Counter
+
+    from czbenchmarks.tasks.label_prediction import stratified_cell_sample
+
+    labels = np.array(["a"] * 9000 + ["b"] * 900 + ["c"] * 80 + ["d"] * 20)
+    assert stratified_cell_sample(labels, 10_000) is None and stratified_cell_sample(labels, 0) is None
+    rows = stratified_cell_sample(labels, 1000, seed=3)
+    assert np.all(np.diff(rows) > 0)
+    counts = Counter(labels[rows])
+    # shares kept (a: 900, b: 90); small classes keep MIN_CLASS_SIZE x N_FOLDS = 50 cells, or all of theirs
+    assert counts == {"a": 900, "b": 90, "c": 50, "d": 20}
+    assert np.array_equal(rows, stratified_cell_sample(labels, 1000, seed=3))
+    assert not np.array_equal(rows, stratified_cell_sample(labels, 1000, seed=4))
+
+
+def test_label_prediction_samples_the_same_cells_for_expression_and_embeddings(tmp_path):
+    """Above --label_prediction_max_cells, the raw-expression counts (read from the counts layer VALIDATE
+    found) and an embedding are scored on the same stratified sample, recorded per metric; the numbers
+    equal scoring that sample directly."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    from czbenchmarks.outputs import atomic_write_h5ad, embedding_output
+    from czbenchmarks.tasks import label_prediction
+    from czbenchmarks.tasks.evaluate import evaluate
+
+    adata = ad.read_h5ad(TEST_H5AD)
+    counts = sp.csr_matrix(adata.X, dtype=np.float32)
+    layered = ad.AnnData(X=sp.csr_matrix(np.log1p(counts.toarray())), obs=adata.obs, var=adata.var,
+                         layers={"counts": counts})
+    path = tmp_path / "layered.h5ad"
+    layered.write_h5ad(path)
+    doc = evaluate("label_prediction", [path], ["pbmc68k"], "baseline", label_key="cell_type",
+                   variant="raw_expression", input_kind="expression", seed=42, counts_location="counts",
+                   label_prediction_max_cells=300)
+    assert doc["status"] == "ok", doc.get("error")
+    assert doc["provenance"]["run_info"]["counts_location"] == "layers/counts"
+    rows = label_prediction.stratified_cell_sample(adata.obs["cell_type"].to_numpy(), 300, seed=42)
+    record = doc["metrics"][0]["computation"]
+    assert record == {"method": "sampled", "cells": rows.size, "of_cells": adata.n_obs, "max_cells": 300,
+                      "stratified_by": "cell_type", "sample_seed": 42}
+    assert all(m["computation"] == record for m in doc["metrics"]) and doc["n_cells"] == adata.n_obs
+    direct = label_prediction.label_prediction_task(counts[rows], adata.obs["cell_type"].astype(str).to_numpy()[rows],
+                                                    random_seed=42)
+    assert [m["value"] for m in doc["metrics"]] == pytest.approx([m.value for m in direct], abs=1e-12)
+
+    embedding = np.random.default_rng(1).normal(size=(adata.n_obs, 8)).astype(np.float32)
+    output = tmp_path / "emb.h5ad"
+    atomic_write_h5ad(embedding_output(adata.obs, embedding, {"model": "mine", "model_type": "X", "variant": ""}),
+                      output)
+    doc = evaluate("label_prediction", [output], ["pbmc68k"], "mine", label_key="cell_type", datasets=[TEST_H5AD],
+                   seed=42, label_prediction_max_cells=300)
+    assert doc["status"] == "ok", doc.get("error")
+    assert doc["metrics"][0]["computation"] == record
+    direct = label_prediction.label_prediction_task(embedding[rows], adata.obs["cell_type"].astype(str).to_numpy()[rows],
+                                                    random_seed=42)
+    assert [m["value"] for m in doc["metrics"]] == pytest.approx([m.value for m in direct], abs=1e-12)

@@ -31,6 +31,7 @@ process EVALUATE {
         --batch_key '${cell.batch_key ?: ''}' \\
         --condition_key '${cell.condition_key ?: 'condition'}' \\
         --split_key '${cell.split_key ?: 'split'}' \\
+        --counts_layer '${cell.counts_layer ?: ''}' \\
         --output '${prefix}.metrics.json' \\
         ${args}
     """

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pandas as pd
 
@@ -125,6 +125,29 @@ def in_memory(matrix: Any) -> Any:
     if type(matrix).__module__.startswith("h5py"):
         return matrix[()]
     return matrix
+
+
+#: Values held per row block when a dense matrix is read in slices (~256 MiB of float32).
+DENSE_BLOCK_VALUES = 1 << 26
+
+
+def row_blocks(matrix: Any, chunk_rows: int = 20_000) -> Iterator[Tuple[int, Any]]:
+    """``matrix`` as ``(first row, float32 CSR block)`` pairs of up to ``chunk_rows`` rows.
+
+    ``matrix`` is in memory (scipy sparse, numpy) or on disk (a backed sparse dataset, an HDF5 dense
+    dataset): only one block is read at a time, so a pass over a 10⁶-cell file holds one block. Dense
+    matrices are read in blocks of at most :data:`DENSE_BLOCK_VALUES` values, whatever ``chunk_rows``.
+    """
+    import numpy as np
+    import scipy.sparse as sp
+
+    n_rows, n_cols = matrix.shape
+    sparse = sp.issparse(matrix) or hasattr(matrix, "to_memory")
+    step = chunk_rows if sparse else max(1, min(chunk_rows, DENSE_BLOCK_VALUES // max(n_cols, 1)))
+    for start in range(0, n_rows, step):
+        block = matrix[start: start + step]
+        block = block if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
+        yield start, sp.csr_matrix(block, dtype=np.float32)
 
 
 def counts_matrix(adata: Any, where: str) -> Any:

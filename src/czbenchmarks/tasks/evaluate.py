@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import traceback
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -64,24 +64,65 @@ def alignment_error(got: List[str], expected: List[str], dataset_id: str, ordere
     )
 
 
-def _expression(h5ad: Path, keep_sparse: bool = False):
-    """(obs, raw X as float32, provenance) of a dataset used as its own embedding.
+def _expression(h5ad: Path, counts_location: str = "", keep_sparse: bool = False,
+                choose_rows: Optional[Callable[[Any], Optional[np.ndarray]]] = None):
+    """(obs, counts as float32, provenance) of a dataset used as its own embedding.
 
-    ``keep_sparse``: a sparse ``X`` stays CSR (label prediction scores it without densifying, see
-    :mod:`.label_prediction`); otherwise it is densified, as the reference does.
+    The counts are those VALIDATE found (``counts_location``: X, a layer or raw.X; see
+    :func:`czbenchmarks.datasets.inputs.counts_matrix`), read from the file in row slices; only the rows
+    ``choose_rows(obs)`` returns are kept (all when it returns ``None``), so a sample of a 10⁶-cell
+    dataset never holds the whole matrix. ``keep_sparse``: sparse counts stay CSR (label prediction
+    scores them without densifying, see :mod:`.label_prediction`); otherwise they are densified, as the
+    reference does.
     """
     import anndata as ad
     import scipy.sparse as sp
 
-    adata = ad.read_h5ad(h5ad)
-    X = adata.X
-    if sp.issparse(X) and keep_sparse:
-        X = sp.csr_matrix(X.astype(np.float32, copy=False), copy=False)
-    else:
-        X = np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float32)
+    from ..datasets.inputs import counts_matrix, describe_counts_location, parse_counts_location, row_blocks
+
+    location = parse_counts_location(counts_location) or "X"
+    adata = ad.read_h5ad(h5ad, backed="r")
+    try:
+        obs = adata.obs.copy()
+        rows = choose_rows(obs) if choose_rows else None
+        blocks = []
+        for start, block in row_blocks(counts_matrix(adata, location)):
+            if rows is not None:
+                block = block[rows[(rows >= start) & (rows < start + block.shape[0])] - start]
+            blocks.append(block)
+        n_vars = adata.n_vars
+    finally:
+        adata.file.close()
+    X = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, n_vars), dtype=np.float32)
+    if rows is not None:
+        obs = obs.iloc[rows]
+    if not keep_sparse:
+        X = X.toarray()
     provenance = {"model": "baseline", "model_type": "BASELINE", "variant": "raw_expression",
-                  "run_info": {"n_genes": int(adata.n_vars)}}
-    return adata.obs, X, provenance
+                  "run_info": {"n_genes": int(n_vars), "counts_location": location,
+                               "counts": describe_counts_location(location)}}
+    return obs, X, provenance
+
+
+def _label_sample(label_key: str, max_cells: int, seed: int, record: Dict[str, Any]):
+    """``choose_rows`` for label prediction: the stratified sample of the labelled cells when there are
+    more than ``max_cells`` of them (None otherwise); what was chosen goes into ``record``."""
+    import pandas as pd
+
+    from .label_prediction import stratified_cell_sample
+
+    def choose(obs) -> Optional[np.ndarray]:
+        if not label_key or label_key not in obs.columns:
+            return None  # run_embedding_task names the missing column
+        labelled = np.flatnonzero(~pd.isna(obs[label_key]).to_numpy())
+        picked = stratified_cell_sample(obs[label_key].to_numpy()[labelled], max_cells, seed)
+        if picked is None:
+            return None
+        record.update({"method": "sampled", "cells": int(picked.size), "of_cells": int(labelled.size),
+                       "max_cells": int(max_cells), "stratified_by": label_key, "sample_seed": int(seed)})
+        return labelled[picked]
+
+    return choose
 
 
 def evaluate(
@@ -99,9 +140,16 @@ def evaluate(
     input_kind: str = "embedding",
     seed: int = RANDOM_SEED,
     n_seeds: int = 1,
+    counts_location: str = "",
+    label_prediction_max_cells: int = 0,
 ) -> Dict[str, Any]:
     """The metrics document of one task run (``status`` ``ok`` or ``error``), its seed-dependent parts run
-    with ``n_seeds`` seeds from ``seed`` on."""
+    with ``n_seeds`` seeds from ``seed`` on.
+
+    ``counts_location``: where the raw-expression input keeps its counts (VALIDATE's finding).
+    ``label_prediction_max_cells`` (0: no limit): label prediction scores a seeded sample of this many
+    labelled cells, stratified by label, the same cells for every model (see
+    :func:`.label_prediction.stratified_cell_sample`); each metric's ``computation`` records it."""
     from ..outputs import read_embedding
     from ..provenance import software_versions
 
@@ -145,16 +193,29 @@ def evaluate(
             assert task in EMBEDDING_TASKS
             if input_kind == "prediction":
                 raise ValueError(f"the {task} task scores embeddings, not perturbation predictions")
+            sample: Dict[str, Any] = {}
+            choose_rows = None
+            if task == "label_prediction" and label_prediction_max_cells > 0:
+                choose_rows = _label_sample(label_key, label_prediction_max_cells, seed, sample)
             if input_kind == "expression":
-                obs, emb, provenance = _expression(outputs[0], keep_sparse=task == "label_prediction")
+                obs, emb, provenance = _expression(outputs[0], counts_location, keep_sparse=task == "label_prediction",
+                                                   choose_rows=choose_rows)
                 embedded = np.ones(len(obs), dtype=bool)
             else:
                 obs, emb, provenance = read_embedding(outputs[0])
                 if datasets:
                     check_alignment(obs.index, datasets[0], dataset_ids[0])
                 embedded = obs[EMBEDDED_OBS_KEY].to_numpy() if EMBEDDED_OBS_KEY in obs.columns else None
+                rows = choose_rows(obs) if choose_rows else None
+                if rows is not None:
+                    obs, emb = obs.iloc[rows], emb[rows]
+                    embedded = embedded[rows] if embedded is not None else None
             body = run_embedding_task(task, obs, emb, label_key, seed=seed, embedded=embedded, batch_key=batch_key,
                                       seeds=seeds)
+            if sample:
+                body["n_cells"] = sample["of_cells"]
+                for metric in body["metrics"]:
+                    metric["computation"] = {**metric.get("computation", {}), **sample}
         doc.update(body)
         doc["status"] = "ok"
     except TaskNotApplicable as err:  # listed as not applicable, with the reason

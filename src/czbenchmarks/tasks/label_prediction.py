@@ -43,6 +43,33 @@ def filter_minimum_class(features: np.ndarray, labels: Iterable, min_class_size:
     return (features if mask.all() else features[mask]), pd.Categorical(labels[mask].to_numpy())
 
 
+#: Label prediction scores at most this many cells by default (``--label_prediction_max_cells``).
+LABEL_PREDICTION_MAX_CELLS = 100_000
+
+
+def stratified_cell_sample(labels: Sequence, max_cells: int, seed: int = RANDOM_SEED,
+                           min_class_size: int = MIN_CLASS_SIZE, n_folds: int = N_FOLDS) -> Optional[np.ndarray]:
+    """Sorted row indices of a seeded sample of about ``max_cells`` cells stratified by label, or
+    ``None`` when there are no more cells than that (then every cell is scored, as the reference does).
+
+    Each label keeps its share of the sample, and never fewer than ``min_class_size × n_folds`` cells (or
+    all of its cells), so that a class the full data would score stays in every fold. The sample
+    depends only on the labels and the seed: every model of a dataset is scored on the same cells.
+    """
+    import pandas as pd
+
+    labels = pd.Series(np.asarray(labels).astype(str))
+    if max_cells <= 0 or len(labels) <= max_cells:
+        return None
+    rng = np.random.default_rng(seed)
+    fraction = max_cells / len(labels)
+    chosen = []
+    for _, rows in sorted(labels.groupby(labels).indices.items()):
+        quota = min(len(rows), max(int(round(len(rows) * fraction)), min_class_size * n_folds))
+        chosen.append(rng.choice(rows, size=quota, replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
 class _CentredScaled:
     """``(X - mean) / scale`` of a sparse ``X``, never formed: only the two products scikit-learn's
     logistic loss takes (``Z @ W`` and ``G @ Z``, and ``Z.T @ g`` for two classes), each one sparse product

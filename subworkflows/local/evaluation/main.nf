@@ -9,7 +9,9 @@ def evaluationCell(Map key, List datasets, Map model) {
     Map first = datasets[0]
     return key + [organisms: datasets*.organism, model_type: model.model_type, input_kind: model.output,
                   label_key: first.label_key, batch_key: first.batch_key,
-                  condition_key: first.condition_key, split_key: first.split_key]
+                  condition_key: first.condition_key, split_key: first.split_key,
+                  // Where VALIDATE found the counts (the raw-expression baseline scores them).
+                  counts_layer: (model.inputs?.counts_layer ?: first.counts_layer ?: '') as String]
 }
 
 workflow EVALUATION {
