@@ -60,6 +60,8 @@ def wait_for_the_build() -> None:
             unavailable(f"the image build did not finish within an hour ({status})")
         time.sleep(10)
     text = Path(status).read_text()
+    if text.startswith("skip: "):  # .ci/run found too little disk to build: not a failure of the images
+        pytest.skip(text[len("skip: "):].strip())
     if text.strip() != "ok":
         unavailable(text[-3000:])
 
