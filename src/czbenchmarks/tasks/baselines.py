@@ -89,8 +89,9 @@ def pca_baseline(counts: Any, n_top_genes: int = 3000, n_pcs: int = 50, seed: in
         nonzeros += np.bincount(block.indices, minlength=n_genes)
         if select_hvgs:
             values = np.expm1(block.data)
-            sums += np.bincount(block.indices, weights=values.astype(np.float64), minlength=n_genes)
-            squares += np.bincount(block.indices, weights=(values * values).astype(np.float64), minlength=n_genes)
+            sums += np.bincount(block.indices, weights=values, minlength=n_genes)
+            np.multiply(values, values, out=values)  # squared in float32, summed in float64, as scanpy
+            squares += np.bincount(block.indices, weights=values, minlength=n_genes)
     if select_hvgs:
         mean = sums / n_cells
         var = squares / n_cells - mean ** 2
