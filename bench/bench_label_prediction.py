@@ -97,7 +97,7 @@ import json, resource, sys, time, warnings
 warnings.simplefilter("ignore")
 t0 = time.perf_counter()
 import numpy as np
-path, mode, folds, names = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].split(",")
+path, mode, folds, names, max_cells = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].split(","), int(sys.argv[5])
 from czbenchmarks.tasks import label_prediction as lp
 if folds < 5:  # score the first `folds` folds only: the same code per fold
     from sklearn import model_selection
@@ -115,7 +115,8 @@ times = {}
 if mode == "sparse":
     from czbenchmarks.tasks.evaluate import evaluate
     doc = evaluate("label_prediction", [path], ["synthetic"], "baseline", label_key="cell_type",
-                   variant="raw_expression", input_kind="expression", seed=42)
+                   variant="raw_expression", input_kind="expression", seed=42,
+                   label_prediction_max_cells=max_cells)
     assert doc["status"] == "ok", doc.get("error")
     metrics = doc["metrics"]
 else:
@@ -131,16 +132,35 @@ print(json.dumps({"times": times, "metrics": metrics,
 """
 
 
-def run_child(path: Path, mode: str, folds: int, classifiers: str, timeout: int) -> dict:
+def run_child(path: Path, mode: str, folds: int, classifiers: str, timeout: int, max_cells: int = 0) -> dict:
     load = os.getloadavg()[0]
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(path), mode, str(folds), classifiers],
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(path), mode, str(folds), classifiers, str(max_cells)],
                           capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-3000:])
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     out.update(wall_s=time.perf_counter() - start, load_average_before=load)
     return out
+
+
+def score_existing(args) -> None:
+    """The sparse path on an existing file (e.g. ``make_scale_dataset.py``'s 10⁶ cells), sampled or not."""
+    import h5py
+
+    with h5py.File(args.h5ad, "r") as handle:
+        n_cells, n_genes = (int(v) for v in handle["X"].attrs["shape"])
+        nnz = int(handle["X"]["data"].shape[0])
+    report = {"h5ad": str(args.h5ad), "n_cells": n_cells, "n_genes": n_genes, "nnz": nnz, "nnz_per_cell": nnz / n_cells,
+              "csr_mib": (nnz * 8 + n_cells * 8) / 2**20, "max_cells": args.max_cells, "folds_scored": args.folds,
+              "classifiers": args.classifiers, "cores": os.cpu_count()}
+    report["sparse"] = run_child(args.h5ad, "sparse", args.folds, args.classifiers, args.timeout, args.max_cells)
+    computation = report["sparse"]["metrics"][0].get("computation", {})
+    report["cells_scored"] = computation.get("cells", n_cells)
+    print(f"{n_cells:,} cells ({report['cells_scored']:,} scored): peak {report['sparse']['peak_rss_mib']:.0f} MiB, "
+          f"{report['sparse']['wall_s']:.0f} s, {report['sparse']['times']['cpu']:.0f} CPU-s", flush=True)
+    name = f"bench_label_prediction_{n_cells}_max{args.max_cells}_{args.classifiers.replace(',', '')}_f{args.folds}.json"
+    (OUT / name).write_text(json.dumps(report, indent=2))
 
 
 def main() -> None:
@@ -154,7 +174,14 @@ def main() -> None:
     parser.add_argument("--dense", action="store_true", help="also run the old densifying path")
     parser.add_argument("--workdir", type=Path, default=None, help="where the h5ad goes (default: a temp dir)")
     parser.add_argument("--timeout", type=int, default=3600)
+    parser.add_argument("--h5ad", type=Path, default=None,
+                        help="score this dataset (cell_type labels, counts in X) instead of generating one")
+    parser.add_argument("--max_cells", type=int, default=0,
+                        help="--label_prediction_max_cells: score a stratified sample of this many cells (0: all)")
     args = parser.parse_args()
+    if args.h5ad:
+        score_existing(args)
+        return
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         path = Path(tmp) / "counts.h5ad"

@@ -168,7 +168,8 @@ def classifiers(random_seed: int = RANDOM_SEED, sparse: bool = False) -> Dict[st
     """The reference's three classifier pipelines (scikit-learn defaults, RF seeded).
 
     ``sparse``: the same pipelines for a CSR matrix (see the module docstring): lr by
-    :class:`SparseStandardizedLogisticRegression`, knn scaled without centring.
+    :class:`SparseStandardizedLogisticRegression`, knn scaled without centring. kNN and the forest use
+    the task's cores (``n_jobs``; the same predictions and trees as on one core).
     """
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
@@ -176,16 +177,20 @@ def classifiers(random_seed: int = RANDOM_SEED, sparse: bool = False) -> Dict[st
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from .metrics import _n_threads
+
+    cores = _n_threads()
+
     if sparse:
         return {
             "lr": _sparse_lr_type()(),
-            "knn": Pipeline([("scale", StandardScaler(with_mean=False)), ("knn", KNeighborsClassifier())]),
-            "rf": Pipeline([("rf", RandomForestClassifier(random_state=random_seed))]),
+            "knn": Pipeline([("scale", StandardScaler(with_mean=False)), ("knn", KNeighborsClassifier(n_jobs=cores))]),
+            "rf": Pipeline([("rf", RandomForestClassifier(random_state=random_seed, n_jobs=cores))]),
         }
     return {
         "lr": Pipeline([("scale", StandardScaler()), ("lr", LogisticRegression())]),
-        "knn": Pipeline([("scale", StandardScaler()), ("knn", KNeighborsClassifier())]),
-        "rf": Pipeline([("rf", RandomForestClassifier(random_state=random_seed))]),
+        "knn": Pipeline([("scale", StandardScaler()), ("knn", KNeighborsClassifier(n_jobs=cores))]),
+        "rf": Pipeline([("rf", RandomForestClassifier(random_state=random_seed, n_jobs=cores))]),
     }
 
 
