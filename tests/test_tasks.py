@@ -197,10 +197,29 @@ def test_above_the_knn_threshold_pynndescent_neighbours_are_used_with_their_reca
     assert record["recall_at_k"] >= 0.9
     assert abs(record["recall_at_k"] - true_recall) < 0.02  # the sample's recall estimates all cells'
     assert (idx[:, 0] == np.arange(3000)).all() and (np.diff(dist, axis=1) >= -1e-6).all()
+
+
+def test_above_the_knn_threshold_the_entropy_averages_sampled_cells_exact_neighbourhoods(many_cells):
+    """A mean over cells: each sampled cell's term is the full computation's, the interval holds the exact value."""
+    from czbenchmarks.tasks.metrics import entropy_per_cell, exact_knn, neighbourhood_entropy
+
+    X, _, batch = many_cells
+    _, exact = exact_knn(X, 30, include_self=True)
+    full = neighbourhood_entropy(exact, batch)
     record = {}
-    approx = entropy_per_cell(X, batch, n_neighbors=30, random_seed=4, max_exact_cells=1000, record=record)
-    assert record["method"] == "approximate"
-    assert approx == pytest.approx(neighbourhood_entropy(exact, batch), abs=0.01)
+    sampled = entropy_per_cell(X, batch, n_neighbors=30, random_seed=4, max_exact_cells=1000, sample_cells=600,
+                               record=record)
+    assert record["method"] == "sampled" and record["n_sampled"] == 600 and record["seed"] == 4
+    assert record["k"] == 30 and record["n_cells"] == 3000
+    low, high = record["ci95"]
+    assert low < full < high and low <= sampled <= high
+    rows = np.sort(np.random.default_rng(4).choice(3000, size=600, replace=False))
+    assert sampled == pytest.approx(neighbourhood_entropy(exact[rows], batch), abs=1e-12)
+    # Every cell sampled: the exact value, with a zero-width interval.
+    record = {}
+    assert entropy_per_cell(X, batch, n_neighbors=30, max_exact_cells=1000, sample_cells=3000,
+                            record=record) == pytest.approx(full, abs=1e-12)
+    assert record["ci95"][0] == pytest.approx(record["ci95"][1])
 
 
 def test_above_the_silhouette_threshold_the_sampled_interval_holds_the_exact_value(many_cells):

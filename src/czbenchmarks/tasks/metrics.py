@@ -18,9 +18,10 @@ Both are O(n²). Above a size (the named constants below; ``bench/bench_metrics_
 both paths) the metrics switch, and each metric records what it did (``method`` and its numbers, see
 :func:`knn` and :func:`silhouette_label`):
 
-* kNN-based metrics (``entropy_per_cell``, the Leiden graph) use pynndescent's approximate neighbours
-  above :data:`KNN_EXACT_MAX_CELLS` cells, with ``recall_at_k`` against the exact neighbours of
-  :data:`KNN_RECALL_SAMPLE` seeded random cells;
+* the Leiden graph uses pynndescent's approximate neighbours above :data:`KNN_EXACT_MAX_CELLS` cells, with
+  ``recall_at_k`` against the exact neighbours of :data:`KNN_RECALL_SAMPLE` seeded random cells;
+* ``entropy_per_cell``, a mean over cells, averages :data:`ENTROPY_SAMPLE_CELLS` seeded random cells'
+  exact neighbourhoods (among all cells) above that size, with a 95% normal confidence interval;
 * silhouettes above :data:`SILHOUETTE_EXACT_MAX_CELLS` cells (per label for the batch silhouette) average
   the exact silhouettes (against all cells) of :data:`SILHOUETTE_SAMPLE_CELLS` seeded random cells, with a
   95% normal confidence interval of that mean.
@@ -46,6 +47,8 @@ APPROXIMATE_KNN_MIN_GRAPH = 30
 SILHOUETTE_EXACT_MAX_CELLS = 200_000
 #: Cells (seeded random) whose exact silhouettes estimate the mean above the threshold.
 SILHOUETTE_SAMPLE_CELLS = 10_000
+#: Above :data:`KNN_EXACT_MAX_CELLS`, ``entropy_per_cell`` averages this many seeded random cells (exact neighbours).
+ENTROPY_SAMPLE_CELLS = 10_000
 #: 97.5% standard-normal quantile, for 95% confidence intervals.
 _Z95 = 1.959963984540054
 
@@ -453,37 +456,62 @@ def knn(
     return dist, idx
 
 
+def _neighbourhood_entropies(indices: np.ndarray, codes: np.ndarray, n_labels: int) -> np.ndarray:
+    """Per row of ``indices``: the label entropy among those neighbours, divided by ``log(n_labels)``."""
+    neighbour_codes = codes[indices]
+    k = indices.shape[1]
+    freq = np.zeros((indices.shape[0], n_labels), dtype=np.float64)
+    for j in range(n_labels):
+        freq[:, j] = (neighbour_codes == j).sum(axis=1) / k
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(freq > 0, freq * np.log(freq), 0.0)
+    return -terms.sum(axis=1) / np.log(n_labels)
+
+
 def neighbourhood_entropy(indices: np.ndarray, labels: Iterable) -> float:
     """Mean over cells of the label entropy among each cell's neighbours (``indices``: one row per cell,
     self included), natural log, divided by ``log(#labels)``."""
     uniques, codes = _codes(labels)
     if len(uniques) < 2:
         raise ValueError("entropy per cell needs at least 2 labels")
-    neighbour_codes = codes[indices]
-    k = indices.shape[1]
-    freq = np.zeros((len(codes), len(uniques)), dtype=np.float64)
-    for j in range(len(uniques)):
-        freq[:, j] = (neighbour_codes == j).sum(axis=1) / k
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(freq > 0, freq * np.log(freq), 0.0)
-    entropy = -terms.sum(axis=1) / np.log(len(uniques))
-    return float(np.mean(entropy))
+    return float(np.mean(_neighbourhood_entropies(indices, codes, len(uniques))))
 
 
 def entropy_per_cell(
     X: np.ndarray, labels: Iterable, n_neighbors: int = ENTROPY_N_NEIGHBORS, random_seed: int = RANDOM_SEED,
     max_exact_cells: Optional[int] = None, record: Optional[Dict[str, Any]] = None,
+    sample_cells: Optional[int] = None,
 ) -> float:
     """czbenchmarks' ``compute_entropy_per_cell``: :func:`neighbourhood_entropy` of the labels among each
     cell's ``n_neighbors`` nearest neighbours (self included).
 
-    The reference used an approximate HNSW index; this uses the exact neighbours up to ``max_exact_cells``
-    (:func:`knn`; ``random_seed`` then does not change the result) and pynndescent's above, with the
-    choice and its recall in ``record``.
+    The reference used an approximate HNSW index. Up to ``max_exact_cells`` (default
+    :data:`KNN_EXACT_MAX_CELLS`) every cell's exact neighbours are used (``random_seed`` does not change the
+    result). Above, the value is a mean over cells, so it is estimated from ``sample_cells`` (default
+    :data:`ENTROPY_SAMPLE_CELLS`) seeded random cells, each with its exact neighbours among all cells: each
+    sampled cell's term is the one the full computation has, where pynndescent's k = 200 graph would cost
+    ~2,100 CPU-s at 10⁶ cells and recall 0.9996 (``bench/bench_metrics_scale.py``). ``record`` receives
+    ``method`` (``exact`` | ``sampled``), ``n_cells``, ``k`` and, when sampled, ``n_sampled``, ``seed`` and
+    ``ci95`` (the 95% normal interval of the mean, finite-population corrected).
     """
-    _, indices = knn(X, n_neighbors, include_self=True, random_seed=random_seed,
-                     max_exact_cells=max_exact_cells, record=record)
-    return neighbourhood_entropy(indices, labels)
+    uniques, codes = _codes(labels)
+    if len(uniques) < 2:
+        raise ValueError("entropy per cell needs at least 2 labels")
+    n = len(codes)
+    limit = KNN_EXACT_MAX_CELLS if max_exact_cells is None else max_exact_cells
+    if n <= limit:
+        _, indices = knn(X, n_neighbors, include_self=True, random_seed=random_seed, max_exact_cells=limit,
+                         record=record)
+        return float(np.mean(_neighbourhood_entropies(indices, codes, len(uniques))))
+    size = min(n, ENTROPY_SAMPLE_CELLS if sample_cells is None else sample_cells)
+    _, indices = exact_knn(X, n_neighbors, include_self=True, rows=_sample(n, size, random_seed))
+    terms = _neighbourhood_entropies(indices, codes, len(uniques))
+    value = float(np.mean(terms))
+    if record is not None:
+        se = float(np.std(terms, ddof=1) / np.sqrt(size) * np.sqrt(1 - size / n)) if size > 1 else 0.0
+        record.update({"method": "sampled", "n_cells": n, "k": int(indices.shape[1]), "n_sampled": size,
+                       "seed": random_seed, "ci95": [value - _Z95 * se, value + _Z95 * se]})
+    return value
 
 
 class ExactKNNTransformer:
