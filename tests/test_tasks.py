@@ -185,7 +185,7 @@ def test_exact_knn_and_silhouette_of_chosen_rows_equal_the_full_results(many_cel
 
 
 def test_above_the_knn_threshold_pynndescent_neighbours_are_used_with_their_recall(many_cells):
-    from czbenchmarks.tasks.metrics import entropy_per_cell, exact_knn, knn, neighbourhood_entropy
+    from czbenchmarks.tasks.metrics import exact_knn, knn
 
     X, _, batch = many_cells
     record = {}
