@@ -1,5 +1,5 @@
 import groovy.json.JsonOutput
-import groovy.json.JsonSlurper
+import groovy.json.JsonSlurperClassic
 import java.nio.file.Path
 import nextflow.exception.AbortOperationException
 import org.yaml.snakeyaml.Yaml
@@ -208,9 +208,16 @@ class BenchmarkPlan {
 
     // ---- the gate's verdicts ---------------------------------------------------------------------
 
+    /** A JSON file as plain maps and lists. JsonSlurper's LazyMap builds itself on first access and is not
+     *  thread-safe: a verdict shared by several channels was seen to throw NullPointerException in
+     *  `LazyMap.equals` when two operators read it at once. JsonSlurperClassic builds it eagerly. */
+    static Object readJson(Path json) {
+        return new JsonSlurperClassic().parse(json.toFile())
+    }
+
     /** A verdict JSON file as a map. */
     static Map readVerdict(Path json) {
-        return new JsonSlurper().parse(json.toFile()) as Map
+        return readJson(json) as Map
     }
 
     /** Model description with the variant the gate resolved (per dataset: scVI picks it by organism)

@@ -47,7 +47,7 @@ workflow GATE {
 
     // Weights: once per model x variant (x source), cached across runs by storeDir.
     ch_requests = ch_passed.weighted.map { dataset, model, h5ad, verdict, cells, request ->
-        [dataset, model, h5ad, verdict, new groovy.json.JsonSlurper().parse(request.toFile())]
+        [dataset, model, h5ad, verdict, BenchmarkPlan.readJson(request)]
     }
     FETCH_WEIGHTS(ch_requests.map { pair -> pair[4] }.unique())
     ch_fetched = ch_requests
