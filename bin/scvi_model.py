@@ -199,13 +199,13 @@ class SCVI(ScviValidator, BaseModelImplementation):
         return {str(b) for b in mapping}
 
 
-def reference_gene_counts(X, columns, chunk_rows: int = 20_000):
-    """CSR float32 of ``X[:, columns]``, read ``chunk_rows`` rows at a time (X in memory or backed)."""
+def reference_gene_counts(X, columns):
+    """CSR float32 of ``X[:, columns]``, read a row slice at a time (X in memory or backed)."""
     import scipy.sparse as sp
 
     from czbenchmarks.datasets.inputs import row_blocks
 
-    blocks = [block[:, columns] for _, block in row_blocks(X, chunk_rows)]
+    blocks = [block[:, columns] for _, block in row_blocks(X)]
     if not blocks:
         return sp.csr_matrix((0, len(columns)), dtype="float32")
     return sp.vstack(blocks, format="csr")

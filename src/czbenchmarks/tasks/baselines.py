@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
-
-#: Rows read, normalised and reduced at a time by the PCA baseline's passes over the counts.
-PCA_CHUNK_ROWS = 20_000
 
 
 def seurat_hvg_mask(mean: np.ndarray, var: np.ndarray, n_top_genes: int, n_bins: int = 20) -> np.ndarray:
@@ -43,11 +40,11 @@ def seurat_hvg_mask(mean: np.ndarray, var: np.ndarray, n_top_genes: int, n_bins:
 
 
 def pca_baseline(counts: Any, n_top_genes: int = 3000, n_pcs: int = 50, seed: int = 42,
-                 chunk_rows: int = PCA_CHUNK_ROWS) -> Tuple[np.ndarray, Dict[str, Any]]:
+                 chunk_rows: Optional[int] = None) -> Tuple[np.ndarray, Dict[str, Any]]:
     """PCA on HVGs: normalize_total, log1p, ``n_top_genes`` HVGs (seurat flavour), ``n_pcs`` PCs.
 
     ``counts`` is an AnnData (its ``X``) or a matrix, in memory or on disk (backed sparse, HDF5 dense).
-    It is read in ``chunk_rows``-row slices, three times: the library sizes (for normalize_total's
+    It is read in ``chunk_rows``-row slices (default ``ROW_BLOCK_ROWS``), three times: the library sizes (for normalize_total's
     median target), the per-gene mean and variance (for the HVGs), then the HVG columns of the
     log-normalised values, written straight into one preallocated CSR. Memory is that HVG matrix plus a
     slice, never the whole expression matrix nor scanpy's copies of it (``bench/bench_pipeline_scale.py``).
@@ -60,8 +57,9 @@ def pca_baseline(counts: Any, n_top_genes: int = 3000, n_pcs: int = 50, seed: in
     import scanpy as sc
     import scipy.sparse as sp
 
-    from czbenchmarks.datasets.inputs import row_blocks
+    from czbenchmarks.datasets.inputs import ROW_BLOCK_ROWS, row_blocks
 
+    chunk_rows = chunk_rows or ROW_BLOCK_ROWS
     matrix = counts.X if isinstance(counts, ad.AnnData) else counts
     n_cells, n_genes = matrix.shape
 

@@ -87,8 +87,9 @@ def _expression(h5ad: Path, counts_location: str = "", keep_sparse: bool = False
         rows = choose_rows(obs) if choose_rows else None
         blocks = []
         for start, block in row_blocks(counts_matrix(adata, location)):
-            if rows is not None:
-                block = block[rows[(rows >= start) & (rows < start + block.shape[0])] - start]
+            if rows is not None:  # sorted: this block's rows are one contiguous run of them
+                first, last = np.searchsorted(rows, [start, start + block.shape[0]])
+                block = block[rows[first:last] - start]
             blocks.append(block)
         n_vars = adata.n_vars
     finally:

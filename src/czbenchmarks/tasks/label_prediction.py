@@ -43,10 +43,6 @@ def filter_minimum_class(features: np.ndarray, labels: Iterable, min_class_size:
     return (features if mask.all() else features[mask]), pd.Categorical(labels[mask].to_numpy())
 
 
-#: Label prediction scores at most this many cells by default (``--label_prediction_max_cells``).
-LABEL_PREDICTION_MAX_CELLS = 100_000
-
-
 def stratified_cell_sample(labels: Sequence, max_cells: int, seed: int = RANDOM_SEED,
                            min_class_size: int = MIN_CLASS_SIZE, n_folds: int = N_FOLDS) -> Optional[np.ndarray]:
     """Sorted row indices of a seeded sample of about ``max_cells`` cells stratified by label, or

@@ -456,6 +456,14 @@ def knn(
     return dist, idx
 
 
+def _entropy_codes(labels: Iterable) -> Tuple[int, np.ndarray]:
+    """(number of labels, integer code per cell) for the entropy metrics, which need 2+ labels."""
+    uniques, codes = _codes(labels)
+    if len(uniques) < 2:
+        raise ValueError("entropy per cell needs at least 2 labels")
+    return len(uniques), codes
+
+
 def _neighbourhood_entropies(indices: np.ndarray, codes: np.ndarray, n_labels: int) -> np.ndarray:
     """Per row of ``indices``: the label entropy among those neighbours, divided by ``log(n_labels)``."""
     neighbour_codes = codes[indices]
@@ -471,10 +479,8 @@ def _neighbourhood_entropies(indices: np.ndarray, codes: np.ndarray, n_labels: i
 def neighbourhood_entropy(indices: np.ndarray, labels: Iterable) -> float:
     """Mean over cells of the label entropy among each cell's neighbours (``indices``: one row per cell,
     self included), natural log, divided by ``log(#labels)``."""
-    uniques, codes = _codes(labels)
-    if len(uniques) < 2:
-        raise ValueError("entropy per cell needs at least 2 labels")
-    return float(np.mean(_neighbourhood_entropies(indices, codes, len(uniques))))
+    n_labels, codes = _entropy_codes(labels)
+    return float(np.mean(_neighbourhood_entropies(indices, codes, n_labels)))
 
 
 def entropy_per_cell(
@@ -494,18 +500,16 @@ def entropy_per_cell(
     ``method`` (``exact`` | ``sampled``), ``n_cells``, ``k`` and, when sampled, ``n_sampled``, ``seed`` and
     ``ci95`` (the 95% normal interval of the mean, finite-population corrected).
     """
-    uniques, codes = _codes(labels)
-    if len(uniques) < 2:
-        raise ValueError("entropy per cell needs at least 2 labels")
+    n_labels, codes = _entropy_codes(labels)
     n = len(codes)
     limit = KNN_EXACT_MAX_CELLS if max_exact_cells is None else max_exact_cells
     if n <= limit:
         _, indices = knn(X, n_neighbors, include_self=True, random_seed=random_seed, max_exact_cells=limit,
                          record=record)
-        return float(np.mean(_neighbourhood_entropies(indices, codes, len(uniques))))
+        return float(np.mean(_neighbourhood_entropies(indices, codes, n_labels)))
     size = min(n, ENTROPY_SAMPLE_CELLS if sample_cells is None else sample_cells)
     _, indices = exact_knn(X, n_neighbors, include_self=True, rows=_sample(n, size, random_seed))
-    terms = _neighbourhood_entropies(indices, codes, len(uniques))
+    terms = _neighbourhood_entropies(indices, codes, n_labels)
     value = float(np.mean(terms))
     if record is not None:
         se = float(np.std(terms, ddof=1) / np.sqrt(size) * np.sqrt(1 - size / n)) if size > 1 else 0.0
